@@ -1,0 +1,17 @@
+"""meta_align_jax: cross-modal meta-alignment in JAX/Flax.
+
+Learn to classify in a low-resource target modality by meta-learning in a high-resource source
+modality and aligning both modalities' embeddings with weakly paired data. The core (models,
+losses, meta-learners, the train step) imports no TensorFlow, TFDS or librosa; only
+`meta_align_jax.data` does.
+"""
+
+from meta_align_jax.models.registry import MetaAlignModel, build_model, register_encoder
+from meta_align_jax.train_step import (TrainState, init_train_state, make_eval_step,
+                                       make_train_step, replicate, unreplicate)
+
+__all__ = [
+    'MetaAlignModel', 'TrainState', 'build_model', 'init_train_state', 'make_eval_step',
+    'make_train_step', 'register_encoder', 'replicate', 'unreplicate',
+]
+__version__ = '0.1.0'

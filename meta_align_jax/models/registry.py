@@ -1,0 +1,166 @@
+"""Encoder registry: config strings -> Flax modules, and the model used by the meta-learners.
+
+`build_model(config)` returns a `MetaAlignModel`: two towers (encoder + projection into the
+shared space Z, one per modality) and a classifier head on Z. Parameters are one dict with
+top-level groups `source`, `target`, `head` (and `global_head` for supervised baselines); the
+meta-learners adapt groups by name. Everything is a pure function of the parameters through
+`Module.apply`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from meta_align_jax.models import image, sequence
+from meta_align_jax.models.layers import NORMS
+
+MODALITIES = ('image', 'audio', 'speech', 'text')
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSpec:
+  make: Callable[..., nn.Module]   # (model_config, dtype) -> module
+  modalities: tuple[str, ...]
+  input_rank: int                  # rank of one example (3 for images, 2 for spectrograms, 1 or 2 for text)
+
+
+def _rnn(bidirectional):
+  return lambda m, dt: sequence.RNNEncoder(m.vocab_size, m.hidden, m.text_layers, bidirectional,
+                                           m.text_pool, dt)
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    'conv4': EncoderSpec(lambda m, dt: image.Conv4(m.width, m.norm, dt), ('image',), 3),
+    'resnet12': EncoderSpec(lambda m, dt: image.ResNet12(m.width, m.norm, dt), ('image',), 3),
+    'resnet18': EncoderSpec(lambda m, dt: image.ResNet18(m.width, m.norm, dt), ('image',), 3),
+    'mel_cnn': EncoderSpec(lambda m, dt: sequence.MelCNN(m.width, m.norm, dt),
+                           ('audio', 'speech'), 2),
+    'temporal_conv': EncoderSpec(
+        lambda m, dt: sequence.TemporalConv(m.width, m.norm, dt, pool=m.text_pool),
+        ('audio', 'speech'), 2),
+    'lstm': EncoderSpec(_rnn(False), ('text', 'audio', 'speech'), 0),
+    'bilstm': EncoderSpec(_rnn(True), ('text', 'audio', 'speech'), 0),
+    'transformer': EncoderSpec(
+        lambda m, dt: sequence.TransformerEncoder(m.vocab_size, m.hidden, max(1, m.text_layers),
+                                                  pool=m.text_pool, dtype=dt),
+        ('text', 'audio', 'speech'), 0),
+}
+
+
+def register_encoder(name: str, spec: EncoderSpec) -> None:
+  """Adds an encoder that configs can name (research code extending the library)."""
+  ENCODERS[name] = spec
+
+
+class Tower(nn.Module):
+  """Encoder followed by a linear projection into Z; output float32 `[B, z_dim]`."""
+  encoder: nn.Module
+  z_dim: int
+
+  @nn.compact
+  def __call__(self, x):
+    h = self.encoder(x)
+    return nn.Dense(self.z_dim, dtype=jnp.float32, name='proj')(h.astype(jnp.float32))
+
+
+class Head(nn.Module):
+  """Classifier on Z: linear, or ReLU then linear as in the reference code."""
+  num_classes: int
+  kind: str = 'linear'
+
+  @nn.compact
+  def __call__(self, z):
+    if self.kind == 'relu_linear':
+      z = nn.relu(z)
+    return nn.Dense(self.num_classes, dtype=jnp.float32)(z)
+
+
+def _dtype(name: str):
+  if name not in ('float32', 'bfloat16'):
+    raise ValueError(f"config.model.compute_dtype={name!r}: use 'float32' or 'bfloat16'.")
+  return jnp.float32 if name == 'float32' else jnp.bfloat16
+
+
+def input_dtype(side_config) -> Any:
+  """Token ids are int32; everything else float32."""
+  if side_config.modality == 'text' and len(tuple(side_config.input_shape)) == 1:
+    return jnp.int32
+  return jnp.float32
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaAlignModel:
+  """Source and target towers into Z plus classifier heads; pure functions of `params`."""
+  source: Tower
+  target: Tower
+  head: Head
+  global_head: Head | None
+  source_input: jax.ShapeDtypeStruct
+  target_input: jax.ShapeDtypeStruct
+
+  def init(self, rng) -> dict:
+    ks, kt, kh, kg = jax.random.split(rng, 4)
+    xs = jnp.zeros((2,) + self.source_input.shape, self.source_input.dtype)
+    xt = jnp.zeros((2,) + self.target_input.shape, self.target_input.dtype)
+    z = jnp.zeros((2, self.head_in_dim), jnp.float32)
+    params = {
+        'source': self.source.init(ks, xs)['params'],
+        'target': self.target.init(kt, xt)['params'],
+        'head': self.head.init(kh, z)['params'],
+    }
+    if self.global_head is not None:
+      params['global_head'] = self.global_head.init(kg, z)['params']
+    return params
+
+  @property
+  def head_in_dim(self) -> int:
+    return self.source.z_dim
+
+  def embed(self, params: dict, x, side: str):
+    """Embeds a batch `[B, ...]` of `side` ('source' or 'target') inputs into Z."""
+    tower = self.source if side == 'source' else self.target
+    return tower.apply({'params': params[side]}, x)
+
+  def logits(self, params: dict, z, head: str = 'head'):
+    module = self.head if head == 'head' else self.global_head
+    return module.apply({'params': params[head]}, z)
+
+
+def _encoder(side: str, side_config, model_config):
+  name = side_config.encoder
+  if name not in ENCODERS:
+    raise ValueError(f'config.{side}.encoder={name!r} is not a known encoder; known: '
+                     f'{sorted(ENCODERS)}.')
+  spec = ENCODERS[name]
+  if side_config.modality not in MODALITIES:
+    raise ValueError(f'config.{side}.modality={side_config.modality!r}: use one of {MODALITIES}.')
+  if side_config.modality not in spec.modalities:
+    raise ValueError(f'config.{side}.encoder={name!r} does not encode {side_config.modality!r} '
+                     f'inputs; it encodes {spec.modalities}.')
+  shape = tuple(side_config.input_shape)
+  if spec.input_rank and len(shape) != spec.input_rank:
+    raise ValueError(f'config.{side}.input_shape={shape} has rank {len(shape)}; encoder '
+                     f'{name!r} expects rank {spec.input_rank} per example.')
+  if model_config.norm not in NORMS:
+    raise ValueError(f'config.model.norm={model_config.norm!r}: use one of {NORMS}.')
+  return spec.make(model_config, _dtype(model_config.compute_dtype))
+
+
+def build_model(config) -> MetaAlignModel:
+  """Builds the model named by `config.source`, `config.target` and `config.model`."""
+  m = config.model
+  towers = {side: Tower(_encoder(side, config[side], m), m.z_dim) for side in ('source', 'target')}
+  ways = max(config.task.ways, config.eval.ways)
+  global_head = Head(m.num_global_classes, m.head) if m.num_global_classes > 0 else None
+  return MetaAlignModel(
+      source=towers['source'], target=towers['target'], head=Head(ways, m.head),
+      global_head=global_head,
+      source_input=jax.ShapeDtypeStruct(tuple(config.source.input_shape),
+                                        input_dtype(config.source)),
+      target_input=jax.ShapeDtypeStruct(tuple(config.target.input_shape),
+                                        input_dtype(config.target)))

@@ -1,0 +1,246 @@
+"""The meta-alignment step: `TrainState`, `init_train_state`, `make_train_step`, `make_eval_step`.
+
+One step, for each task of the batch: the meta-gradient of the configured meta-learner on the
+source (and/or target) few-shot task, plus `config.align.weight` times the alignment gradient on
+the task's pairs. Task gradients are averaged over the tasks of a device (vmap, lax.map or an
+unrolled loop: `config.execution.task_batching`), then over devices (`lax.pmean` under pmap), and
+applied by the outer optax optimiser. The step is written for one task and batched over tasks;
+all execution strategies compute the same numbers (tests/test_train_step.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from meta_align_jax import losses, parallel, validation
+from meta_align_jax.meta import inner, learners
+from meta_align_jax.models.registry import MetaAlignModel
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def make_outer_optimizer(config) -> optax.GradientTransformation:
+  o = config.optim
+  lr = o.lr
+  if o.warmup_steps:
+    lr = optax.linear_schedule(0.0, o.lr, o.warmup_steps)
+  opt = {'adam': lambda: optax.adam(lr), 'adamw': lambda: optax.adamw(lr),
+         'sgd': lambda: optax.sgd(lr), 'momentum': lambda: optax.sgd(lr, momentum=0.9)}[o.name]()
+  return optax.chain(optax.clip_by_global_norm(o.clip_norm), opt) if o.clip_norm else opt
+
+
+def init_train_state(config, model: MetaAlignModel, rng) -> TrainState:
+  """Fresh parameters and optimiser state (unreplicated; see `replicate` for pmap)."""
+  validation.check_config(config)
+  params = model.init(rng)
+  return TrainState(step=jnp.zeros([], jnp.int32), params=params,
+                    opt_state=make_outer_optimizer(config).init(params))
+
+
+def replicate(tree):
+  """Puts a copy of `tree` on every local device (the state layout a pmapped step takes)."""
+  return jax.device_put_replicated(tree, jax.local_devices())
+
+
+def unreplicate(tree):
+  return jax.tree.map(lambda x: x[0], tree)
+
+
+# --------------------------------------------------------------------------- task batching
+
+
+def over_tasks(fn: Callable, params, tasks, rngs, strategy: str, map_batch_size: int = 0):
+  """Means of `fn(params, task, rng) -> (grads, metrics)` over the leading task axis."""
+  num = jax.tree.leaves(tasks)[0].shape[0]
+  mean = lambda tree: jax.tree.map(lambda x: x / num, tree)
+  if strategy == 'vmap':
+    out = jax.vmap(fn, in_axes=(None, 0, 0))(params, tasks, rngs)
+    return jax.tree.map(lambda x: x.mean(0), out)
+  if strategy == 'map' and map_batch_size:
+    out = jax.lax.map(lambda a: fn(params, *a), (tasks, rngs), batch_size=map_batch_size)
+    return jax.tree.map(lambda x: x.mean(0), out)
+  if strategy == 'map':   # a scan that accumulates: memory of one task's gradient, not T
+    first = jax.tree.map(lambda x: x[0], (tasks, rngs))
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                         jax.eval_shape(fn, params, *first))
+    def body(acc, a):
+      return jax.tree.map(jnp.add, acc, fn(params, *a)), None
+    return mean(jax.lax.scan(body, zeros, (tasks, rngs))[0])
+  if strategy == 'unroll':
+    acc = None
+    for i in range(num):
+      out = fn(params, *jax.tree.map(lambda x: x[i], (tasks, rngs)))
+      acc = out if acc is None else jax.tree.map(jnp.add, acc, out)
+    return mean(acc)
+  raise ValueError(f'config.execution.task_batching={strategy!r}: use vmap, map or unroll.')
+
+
+# --------------------------------------------------------------------------- the step
+
+
+def _inner_config(config, side: str, params_groups, unroll: bool, *, eval_mode=False):
+  m = config.meta
+  if eval_mode:
+    e = config.eval
+    return learners.InnerConfig(
+        steps=e.inner_steps, optimizer=inner.make_inner_optimizer(m.inner_opt, e.inner_lr),
+        keys=inner.resolve_adapt(e.adapt, side, params_groups, 'config.eval.adapt'),
+        unroll=unroll, remat=False, zero_head=m.zero_head)
+  return learners.InnerConfig(
+      steps=m.inner_steps, optimizer=inner.make_inner_optimizer(m.inner_opt, m.inner_lr),
+      keys=inner.resolve_adapt(m.adapt, side, params_groups), unroll=unroll, remat=m.remat,
+      zero_head=m.zero_head)
+
+
+def _param_groups(config) -> tuple[str, ...]:
+  groups = ('source', 'target', 'head')
+  return groups + (('global_head',) if config.model.num_global_classes > 0 else ())
+
+
+def task_gradient(config, model, params, task, rng, *, unroll: bool):
+  """Meta-gradient plus weighted alignment gradient of one task, and its metrics."""
+  del rng   # no stochastic layers yet; kept so research code can add them without API changes
+  meta_on = tuple(config.task.meta_on)
+  groups = _param_groups(config)
+  grads = jax.tree.map(jnp.zeros_like, params)
+  metrics = {}
+  for side in meta_on:
+    g, m = learners.meta_gradient(config.meta.learner, model, side, config.task.ways,
+                                  _inner_config(config, side, groups, unroll), params, task[side])
+    grads = jax.tree.map(lambda a, b: a + b / len(meta_on), grads, g)
+    prefix = '' if side == 'source' else 'target_'
+    metrics.update({prefix + k: v for k, v in m.items()})
+  metrics['meta_loss'] = sum(metrics[('' if s == 'source' else 'target_') + 'meta_loss']
+                             for s in meta_on) / len(meta_on)
+  if config.align.enabled:
+    align_inner = _inner_config(config, 'source', groups, unroll)
+    align_inner = learners.InnerConfig(**{**align_inner.__dict__, 'keys': ('source', 'target'),
+                                          'zero_head': False})
+    g, m = learners.alignment_gradient(model, config.align, align_inner, params, task['align'])
+    grads = jax.tree.map(lambda a, b: a + config.align.weight * b, grads, g)
+    metrics.update(m)
+    metrics['loss'] = metrics['meta_loss'] + config.align.weight * metrics['align_loss']
+  else:
+    metrics['loss'] = metrics['meta_loss']
+  return grads, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+
+
+def train_step(state: TrainState, batch, rng, *, config, model, tx, strategy: str, unroll: bool,
+               pmapped: bool):
+  """One meta-iteration on `batch` (leading axis: tasks of this device)."""
+  rng = jax.random.fold_in(rng, state.step)
+  if pmapped:
+    rng = jax.random.fold_in(rng, jax.lax.axis_index(parallel.AXIS))
+  tasks = {k: batch[k] for k in tuple(config.task.meta_on) + (('align',) if config.align.enabled else ())}
+  num_tasks = jax.tree.leaves(tasks)[0].shape[0]
+  rngs = jax.random.split(rng, num_tasks)
+  fn = functools.partial(task_gradient, config, model, unroll=unroll)
+  grads, metrics = over_tasks(fn, state.params, tasks, rngs, strategy,
+                              config.execution.map_batch_size)
+  if pmapped:
+    grads, metrics = jax.lax.pmean((grads, metrics), parallel.AXIS)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics['grad_norm'] = optax.global_norm(grads)
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+class _Checked:
+  """Calls a compiled step after checking each new batch signature against the config.
+
+  The check runs on the host before the first compile of a signature and costs nothing later.
+  """
+
+  def __init__(self, compiled, config, pmapped):
+    self._compiled, self._config, self._pmapped = compiled, config, pmapped
+    self._seen: set = set()
+    self.__wrapped__ = compiled
+
+  def __call__(self, state, batch, rng):
+    sig = (jax.tree.structure(batch), tuple(tuple(x.shape) for x in jax.tree.leaves(batch)))
+    if sig not in self._seen:
+      validation.check_batch(self._config, batch)
+      self._seen.add(sig)
+    state, metrics = self._compiled(state, batch, rng)
+    if self._pmapped:
+      metrics = unreplicate(metrics)   # pmean'd: identical on every device
+    return state, metrics
+
+
+def make_train_step(config, model: MetaAlignModel, *, donate: bool | None = None):
+  """Returns `train_step(state, batch, rng) -> (state, metrics)`, compiled.
+
+  With pmap (`config.execution.parallel`, default: more than one local device) the state must be
+  replicated (`replicate(state)`) and the batch carries a leading device axis; `rng` is one key,
+  folded with the step and the device index inside. `metrics` is a dict of scalars averaged over
+  tasks and devices: `loss`, `meta_loss`, `align_loss`, `grad_norm`, and per learner
+  `query_acc`, `inner_loss_first`, `inner_loss_last`.
+  """
+  validation.check_config(config)
+  strategy, inner_loop = parallel.resolve_execution(config)
+  pmapped = parallel.resolve_parallel(config) == 'pmap'
+  if donate is None:
+    donate = jax.default_backend() != 'cpu'   # XLA:CPU cannot reuse donated buffers
+  fn = functools.partial(train_step, config=config, model=model, tx=make_outer_optimizer(config),
+                         strategy=strategy, unroll=inner_loop == 'unroll', pmapped=pmapped)
+  donate_argnums = (0,) if donate else ()
+  if pmapped:
+    compiled = jax.pmap(fn, axis_name=parallel.AXIS, in_axes=(0, 0, None),
+                        donate_argnums=donate_argnums)
+  else:
+    compiled = jax.jit(fn, donate_argnums=donate_argnums)
+  return _Checked(compiled, config, pmapped)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def episode_metrics(config, model, params, episode, *, side: str, unroll: bool):
+  """Adapts on one episode's support (fine-tuning or prototypes) and scores its queries."""
+  ways = config.eval.ways
+  support, query = episode['support'], episode['query']
+  if config.eval.method == 'proto':
+    logits = losses.proto_logits(model.embed(params, support['x'], side), support['y'],
+                                 model.embed(params, query['x'], side), ways)
+  else:
+    inner_cfg = _inner_config(config, side, _param_groups(config), unroll, eval_mode=True)
+    fast, _ = inner_cfg.run(learners.classifier_loss(model, side, ways), params, support)
+    logits = model.logits(fast, model.embed(fast, query['x'], side))[:, :ways]
+  return {'accuracy': losses.accuracy(logits, query['y']),
+          'loss': losses.cross_entropy(logits, query['y'])}
+
+
+def make_eval_step(config, model: MetaAlignModel, *, side: str = 'target'):
+  """Returns `eval_step(params, episodes) -> {'accuracy': [E], 'loss': [E]}`, jitted.
+
+  `episodes` is `{'support': {'x', 'y'}, 'query': {'x', 'y'}}` with a leading episode axis, in
+  `side`'s modality; the support is adapted on per `config.eval` (method, inner steps, lr,
+  adapted groups) and the queries scored. Parameters are not replicated (one device).
+  """
+  validation.check_config(config)
+  strategy, inner_loop = parallel.resolve_execution(config)
+  fn = functools.partial(episode_metrics, config, model, side=side,
+                         unroll=inner_loop == 'unroll')
+
+  def eval_step(params, episodes):
+    num = jax.tree.leaves(episodes)[0].shape[0]
+    if strategy == 'vmap':
+      return jax.vmap(lambda ep: fn(params, ep))(episodes)
+    if strategy == 'map':
+      return jax.lax.map(lambda ep: fn(params, ep), episodes,
+                         batch_size=config.execution.map_batch_size or None)
+    outs = [fn(params, jax.tree.map(lambda x: x[i], episodes)) for i in range(num)]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+  return jax.jit(eval_step)

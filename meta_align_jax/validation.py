@@ -1,0 +1,135 @@
+"""Checks that fail before compiling: the config alone, and a batch against the config.
+
+Every error names the config field or batch entry at fault and says what would be valid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from meta_align_jax import losses, parallel
+from meta_align_jax.meta import learners
+
+
+def _choice(value, options, field):
+  if value not in options:
+    raise ValueError(f'{field}={value!r}: use one of {tuple(options)}.')
+
+
+def _positive(value, field, allow_zero=False):
+  if not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
+    raise ValueError(f'{field}={value!r}: must be an integer >= {0 if allow_zero else 1}.')
+
+
+def check_config(config) -> None:
+  """Validates the fields the core library reads; raises ValueError naming the field."""
+  t, a, m = config.task, config.align, config.meta
+  for name in ('ways', 'shots', 'queries', 'tasks_per_device'):
+    _positive(t[name], f'config.task.{name}')
+  if t.ways < 2:
+    raise ValueError(f'config.task.ways={t.ways}: a classification task needs at least 2 classes.')
+  meta_on = tuple(t.meta_on)
+  if not meta_on or any(s not in ('source', 'target') for s in meta_on):
+    raise ValueError(f"config.task.meta_on={meta_on!r}: use a non-empty tuple of 'source'/'target'.")
+  _choice(m.learner, learners.LEARNERS, 'config.meta.learner')
+  _positive(m.inner_steps, 'config.meta.inner_steps', allow_zero=True)
+  _choice(m.inner_opt, ('sgd', 'adam'), 'config.meta.inner_opt')
+  if m.learner in ('reptile', 'fomaml', 'maml') and m.inner_steps == 0:
+    raise ValueError(f"config.meta.inner_steps=0 with config.meta.learner={m.learner!r}: "
+                     'an adapting learner needs at least one inner step.')
+  if a.enabled:
+    _positive(a.pairs, 'config.align.pairs')
+    _positive(a.ways, 'config.align.ways')
+    _choice(a.loss, losses.ALIGN_LOSSES, 'config.align.loss')
+    _choice(a.mode, ('gradient', 'reptile'), 'config.align.mode')
+    _choice(a.kind, ('weak', 'strong'), 'config.align.kind')
+    if a.pairs % a.ways:
+      raise ValueError(f'config.align.pairs={a.pairs} is not divisible by config.align.ways='
+                       f'{a.ways}: every alignment class gets pairs/ways pairs.')
+    if a.loss == 'infonce' and a.kind != 'strong':
+      raise ValueError("config.align.loss='infonce' needs config.align.kind='strong' (instance "
+                       "pairs); weak pairs use 'proto_triplet' or 'cosine'.")
+  _choice(config.eval.method, ('finetune', 'proto'), 'config.eval.method')
+  for name in ('ways', 'shots', 'queries', 'num_episodes', 'batch_episodes'):
+    _positive(config.eval[name], f'config.eval.{name}')
+  _positive(config.eval.inner_steps, 'config.eval.inner_steps', allow_zero=True)
+  _choice(config.optim.name, ('adam', 'adamw', 'sgd', 'momentum'), 'config.optim.name')
+  parallel.resolve_parallel(config)
+  parallel.resolve_execution(config)
+
+
+def _lead(config) -> tuple[int, ...]:
+  d = parallel.num_batch_devices(config)
+  return ((d,) if d is not None else ()) + (config.task.tasks_per_device,)
+
+
+def expected_batch_shapes(config) -> dict:
+  """Shapes the train step expects, keyed by batch path (a tuple of keys)."""
+  t, lead = config.task, _lead(config)
+  src, tgt = tuple(config.source.input_shape), tuple(config.target.input_shape)
+  out = {}
+  for side in t.meta_on:
+    shape = src if side == 'source' else tgt
+    out[(side, 'support', 'x')] = lead + (t.ways * t.shots,) + shape
+    out[(side, 'support', 'y')] = lead + (t.ways * t.shots,)
+    out[(side, 'query', 'x')] = lead + (t.ways * t.queries,) + shape
+    out[(side, 'query', 'y')] = lead + (t.ways * t.queries,)
+  if config.align.enabled:
+    p = config.align.pairs
+    out[('align', 'source_x')] = lead + (p,) + src
+    out[('align', 'target_x')] = lead + (p,) + tgt
+    out[('align', 'y')] = lead + (p,)
+  return out
+
+
+def _explain(path, config) -> str:
+  t = config.task
+  d = parallel.num_batch_devices(config)
+  parts = ([f'devices={d}'] if d is not None else []) + [f'config.task.tasks_per_device={t.tasks_per_device}']
+  if path[0] == 'align':
+    parts.append(f'config.align.pairs={config.align.pairs}')
+    if path[1] != 'y':
+      parts.append(f"*config.{'source' if path[1] == 'source_x' else 'target'}.input_shape")
+  else:
+    n = t.shots if path[1] == 'support' else t.queries
+    parts.append(f"config.task.ways*{'shots' if path[1] == 'support' else 'queries'}={t.ways * n}")
+    if path[2] == 'x':
+      parts.append(f'*config.{path[0]}.input_shape')
+  return '[' + ', '.join(parts) + ']'
+
+
+def _get(batch, path):
+  node = batch
+  for k in path:
+    if not hasattr(node, '__getitem__') or k not in node:
+      return None
+    node = node[k]
+  return node
+
+
+def check_batch(config, batch) -> None:
+  """Shapes (always) and label values (for host arrays) of a batch against the config."""
+  name = lambda p: 'batch' + ''.join(f'[{k!r}]' for k in p)
+  for path, shape in expected_batch_shapes(config).items():
+    arr = _get(batch, path)
+    if arr is None:
+      raise ValueError(f'{name(path)} is missing; the config asks for it (config.task.meta_on='
+                       f'{tuple(config.task.meta_on)}, config.align.enabled={config.align.enabled}).')
+    if tuple(arr.shape) != shape:
+      raise ValueError(f'{name(path)} has shape {tuple(arr.shape)}; expected {shape} = '
+                       f'{_explain(path, config)}.')
+  t = config.task
+  for side in t.meta_on:
+    y = _get(batch, (side, 'support', 'y'))
+    if not isinstance(y, np.ndarray):
+      continue   # device arrays: checking values would cost a host sync
+    y = y.reshape(-1, y.shape[-1])
+    for i, row in enumerate(y):
+      valid = row[row >= 0]
+      if valid.size and valid.max() >= t.ways:
+        raise ValueError(f"{name((side, 'support', 'y'))}: task {i} has label {valid.max()} but "
+                         f'config.task.ways={t.ways}; labels must be episode-local 0..ways-1.')
+      present = np.unique(valid).size
+      if present < t.ways:
+        raise ValueError(f'config.task.ways={t.ways} is larger than the {present} classes present '
+                         f"in {name((side, 'support', 'y'))} of task {i}; lower ways or fix the data.")
