@@ -1,0 +1,33 @@
+"""Data for meta-alignment: TFDS builders, class splits, episode pipeline, evaluation episodes.
+
+The only package of meta_align_jax that imports TensorFlow, TFDS or librosa.
+
+  load_modality(dataset, feature, config) -> ModalityData
+  make_splits(config, workdir=None) -> {'train': [...], 'val': [...], 'test': [...]}
+  make_train_iterator(config, *, start_step=0, workdir=None) -> iterator of batches
+  make_eval_episodes(config, split, num_episodes=None, workdir=None) -> fixed target episodes
+  make_retrieval_set(config, split) -> {'source_x', 'target_x', 'y'}
+
+Every function that needs data also takes `sources=Sources(source=..., target=...)` to use
+in-memory `ModalityData` instead of loading the datasets `config.data` names (`load_sources`).
+"""
+
+from meta_align_jax.data.episodes import make_train_iterator
+from meta_align_jax.data.evaluation import make_eval_episodes
+from meta_align_jax.data.evaluation import make_retrieval_set
+from meta_align_jax.data.loading import load_modality
+from meta_align_jax.data.loading import load_sources
+from meta_align_jax.data.loading import ModalityData
+from meta_align_jax.data.loading import Sources
+from meta_align_jax.data.splits import make_splits
+
+__all__ = [
+    'ModalityData',
+    'Sources',
+    'load_modality',
+    'load_sources',
+    'make_eval_episodes',
+    'make_retrieval_set',
+    'make_splits',
+    'make_train_iterator',
+]

@@ -1,0 +1,275 @@
+"""The training input pipeline: one batch of tasks per step, a pure function of (seed, step).
+
+  tf.data.Dataset.counter(start_step * tasks)           # task counter, `tasks` per step per host
+    .map(draw one task's indices and labels)           # stateless ops seeded by (seed, step, task)
+    .batch(tasks)                                      # one step
+    .map(gather inputs from in-memory tensors, reshape to [devices, tasks_per_device, ...])
+    .prefetch(config.data.prefetch)
+
+Because every task is drawn from its own folded seed, the batch of step s does not depend on what
+came before it: an iterator started at step s yields exactly what an iterator started at 0 yields
+at step s, so resuming from a checkpoint is exact. Each host draws different tasks (the task index
+is offset by `jax.process_index()`), which is the per-host shard of the global task stream.
+
+Batch layout (D: devices, omitted when `parallel.num_batch_devices(config)` is None; T:
+`config.task.tasks_per_device`; N, K, Q: `config.task.{ways,shots,queries}`; P: `config.align.pairs`):
+  source.support.{x [D,T,N*K,*source.input_shape], y [D,T,N*K], label [D,T,N*K]}
+  source.query.{x [D,T,N*Q,...], y, label}              (when 'source' in config.task.meta_on)
+  align.{source_x [D,T,P,...], target_x [D,T,P,*target.input_shape], y [D,T,P],
+         target_clean_y [D,T,P]}                        (when config.align.enabled)
+  target.support.{x, y, clean_y, label}, target.query.{x, y, label}
+                                                        (when 'target' in config.task.meta_on)
+`y` is episode-local (0..N-1, class-major); `label` is the class's index in the meta-train class
+list (splits['train']), for global-classifier baselines. On noisy data, `y` of the target support
+and of alignment pairs is the observed label and `clean_y` / `target_clean_y` the true class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Iterator
+
+import jax
+import numpy as np
+
+from meta_align_jax.data import checks
+from meta_align_jax.data import sampling
+from meta_align_jax.data import splits as splits_lib
+from meta_align_jax.data import tasks
+from meta_align_jax.data.loading import ModalityData, Sources, load_sources
+from meta_align_jax.data.sampling import ClassTable
+from meta_align_jax.data.tfsetup import configure, tf
+
+TARGET_SUBSET_FILE = 'target_train_subset.json'
+
+
+def class_groups(data: ModalityData, names: list[str]) -> list[np.ndarray]:
+  """For each class name, the indices of `data`'s examples of that class."""
+  index = {n: i for i, n in enumerate(data.class_names)}
+  return [np.flatnonzero(data.label == index[n]) for n in names]
+
+
+def _strong_pairs(source: ModalityData, target: ModalityData, target_groups: list[np.ndarray],
+                  names: list[str]):
+  """Pairs (source idx, target idx) sharing an example_id, grouped by class like `target_groups`."""
+  pair_source, pair_target, groups = [], [], []
+  for name, src, tgt in zip(names, class_groups(source, names), target_groups):
+    by_id = {}
+    for s in src:
+      by_id.setdefault(int(source.example_id[s]), int(s))
+    start = len(pair_source)
+    for t in tgt:
+      s = by_id.get(int(target.example_id[t]))
+      if s is not None:
+        pair_source.append(s)
+        pair_target.append(int(t))
+    if len(pair_source) == start:
+      raise ValueError(f"config.align.kind='strong' but class {name!r} has no source example sharing an "
+                       f'example_id with its target training examples.')
+    groups.append(np.arange(start, len(pair_source)))
+  return (np.asarray(pair_source, np.int32), np.asarray(pair_target, np.int32), groups)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainPools:
+  """Everything training tasks are drawn from, built once from the data and the class split."""
+  source_x: tf.Tensor
+  target_x: tf.Tensor
+  source_tasks: ClassTable | None
+  target_tasks: ClassTable | None
+  align: tasks.AlignPools | None
+  target_subset: dict[str, np.ndarray]   # class name -> target example indices used in training
+
+
+def build_train_pools(config, sources: Sources, splits: dict[str, list[str]]) -> TrainPools:
+  """Class tables for source tasks, target tasks and alignment pairs; checks they can be sampled.
+
+  Target examples are restricted to the fixed subset of `config.data.target_train_shots` per class.
+
+  Raises:
+    ValueError: a split has fewer classes than asked for, or a class fewer examples.
+  """
+  train = splits['train']
+  if not train:
+    raise ValueError(f'config.data.split_fractions={tuple(config.data.split_fractions)} leaves no '
+                     f'meta-train class.')
+  global_classes = config.model.get('num_global_classes', 0)
+  if 0 < global_classes < len(train):
+    raise ValueError(f'config.model.num_global_classes={global_classes} is smaller than the '
+                     f'{len(train)} meta-train classes the batches label.')
+  src_name = f'{config.data.source_dataset}/{config.data.source_feature}'
+  tgt_name = f'{config.data.target_dataset}/{config.data.target_feature}'
+  meta_on_target = 'target' in config.task.meta_on
+  align_names = []
+  if config.align.enabled:
+    align_names = sorted(n for s in checks.ALIGN_CLASSES[config.align.classes] for n in splits[s])
+  subset_names = sorted(set(align_names) | (set(train) if meta_on_target else set()))
+  subset = splits_lib.target_subset(sources.target, subset_names, config.data.target_train_shots,
+                                    config.seed)
+
+  k_plus_q = config.task.shots + config.task.queries
+  source_tasks = None
+  if 'source' in config.task.meta_on:
+    source_tasks = ClassTable.build(class_groups(sources.source, train), train)
+    checks.check_few_shot(source_tasks, ways=config.task.ways, per_class=k_plus_q,
+                          ways_field='task.ways',
+                          per_class_fields='config.task.shots + config.task.queries',
+                          what=f'the meta-train split of {src_name}')
+  target_tasks = None
+  if meta_on_target:
+    target_tasks = ClassTable.build([subset[n] for n in train], train)
+    checks.check_few_shot(
+        target_tasks, ways=config.task.ways, per_class=k_plus_q, ways_field='task.ways',
+        per_class_fields='config.task.shots + config.task.queries',
+        what=f'the target training subset (config.data.target_train_shots) of {tgt_name}')
+
+  align = None
+  if config.align.enabled:
+    target_groups = [subset[n] for n in align_names]
+    what = (f'the alignment classes (config.align.classes={config.align.classes!r}) of '
+            f'{src_name} -> {tgt_name}')
+    if not align_names:
+      raise ValueError(f'No class for alignment: {what} is empty.')
+    target_table = ClassTable.build(target_groups, align_names)
+    checks.check_few_shot(target_table, ways=config.align.ways, per_class=1,
+                          ways_field='align.ways', per_class_fields='', what=what)
+    if config.align.kind == 'strong':
+      pair_source, pair_target, groups = _strong_pairs(sources.source, sources.target,
+                                                       target_groups, align_names)
+      align = tasks.AlignPools(target=target_table, pairs=ClassTable.build(groups, align_names),
+                               pair_source=tf.constant(pair_source),
+                               pair_target=tf.constant(pair_target))
+    else:
+      align = tasks.AlignPools(
+          target=target_table,
+          source=ClassTable.build(class_groups(sources.source, align_names), align_names))
+  return TrainPools(source_x=tf.constant(sources.source.x), target_x=tf.constant(sources.target.x),
+                    source_tasks=source_tasks, target_tasks=target_tasks, align=align,
+                    target_subset=subset)
+
+
+def _save_target_subset(subset: dict[str, np.ndarray], target: ModalityData, workdir: str) -> None:
+  record = {n: [int(i) for i in target.example_id[idx]] for n, idx in sorted(subset.items())}
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, TARGET_SUBSET_FILE)
+  tmp = f'{path}.tmp{os.getpid()}'
+  with open(tmp, 'w') as f:
+    json.dump({'example_ids': record}, f, indent=1)
+  os.replace(tmp, path)
+
+
+def _expected_shapes(config, devices: int | None, tasks_per_device: int) -> dict:
+  lead = ((devices,) if devices else ()) + (tasks_per_device,)
+  n, k, q, p = config.task.ways, config.task.shots, config.task.queries, config.align.pairs
+  src, tgt = tuple(config.source.input_shape), tuple(config.target.input_shape)
+  def few_shot(shape, clean):
+    support = {'x': lead + (n * k,) + shape, 'y': lead + (n * k,), 'label': lead + (n * k,)}
+    if clean:
+      support['clean_y'] = lead + (n * k,)
+    return {'support': support,
+            'query': {'x': lead + (n * q,) + shape, 'y': lead + (n * q,), 'label': lead + (n * q,)}}
+  out = {}
+  if 'source' in config.task.meta_on:
+    out['source'] = few_shot(src, False)
+  if config.align.enabled:
+    out['align'] = {'source_x': lead + (p,) + src, 'target_x': lead + (p,) + tgt, 'y': lead + (p,),
+                    'target_clean_y': lead + (p,)}
+  if 'target' in config.task.meta_on:
+    out['target'] = few_shot(tgt, True)
+  return out
+
+
+def train_dataset(config, *, start_step: int = 0, workdir: str | None = None,
+                  sources: Sources | None = None) -> tf.data.Dataset:
+  """The endless tf.data pipeline behind `make_train_iterator` (same arguments)."""
+  configure()
+  checks.check_train_config(config)
+  devices, per_device = checks.batch_layout(config)
+  if int(start_step) != start_step or start_step < 0:
+    raise ValueError(f'start_step={start_step!r} must be a non-negative integer.')
+  sources = sources if sources is not None else load_sources(config)
+  checks.check_sources(config, sources)
+  writer = workdir if (workdir is not None and jax.process_index() == 0) else None
+  splits = splits_lib.make_splits(config, writer, sources=sources)
+  pools = build_train_pools(config, sources, splits)
+  if writer is not None:
+    _save_target_subset(pools.target_subset, sources.target, writer)
+
+  local_tasks = (devices or 1) * per_device
+  task_offset = jax.process_index() * local_tasks
+  seed = sampling.base_seed(config.seed, sampling.STREAM_TRAIN)
+  source_spec = tasks.FewShotSpec(config.task.ways, config.task.shots, config.task.queries)
+  target_spec = tasks.FewShotSpec(
+      config.task.ways, config.task.shots, config.task.queries,
+      noise_rate=float(config.data.target_noise), noise_kind=config.data.noise_kind,
+      with_clean=True)
+  align_spec = tasks.AlignSpec(
+      config.align.ways, config.align.pairs, kind=config.align.kind,
+      noise_rate=float(config.data.align_noise), noise_kind=config.data.noise_kind)
+
+  def draw(counter):
+    step, task = counter // local_tasks, counter % local_tasks
+    task_seed = sampling.fold(seed, step, task_offset + task)
+    source_seed, align_seed, target_seed = sampling.split(task_seed, 3)
+    out = {}
+    if pools.source_tasks is not None:
+      out['source'] = tasks.few_shot(source_seed, pools.source_tasks, source_spec)
+    if pools.align is not None:
+      out['align'] = tasks.align(align_seed, pools.align, align_spec)
+    if pools.target_tasks is not None:
+      out['target'] = tasks.few_shot(target_seed, pools.target_tasks, target_spec)
+    return out
+
+  lead = [devices, per_device] if devices else [per_device]
+
+  def gather(batch):
+    out = {}
+    if 'source' in batch:
+      out['source'] = tasks.gather_few_shot(batch['source'], pools.source_x)
+    if 'align' in batch:
+      out['align'] = tasks.gather_align(batch['align'], pools.source_x, pools.target_x)
+    if 'target' in batch:
+      out['target'] = tasks.gather_few_shot(batch['target'], pools.target_x)
+    return tf.nest.map_structure(lambda v: tf.reshape(v, lead + v.shape[1:].as_list()), out)
+
+  ds = tf.data.Dataset.counter(int(start_step) * local_tasks)
+  ds = ds.map(draw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.batch(local_tasks, drop_remainder=True)
+  ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if config.data.prefetch:
+    ds = ds.prefetch(tf.data.AUTOTUNE if config.data.prefetch < 0 else config.data.prefetch)
+  options = tf.data.Options()
+  options.deterministic = True
+  ds = ds.with_options(options)
+
+  expected = _expected_shapes(config, devices, per_device)
+  got = tf.nest.map_structure(lambda s: tuple(s.shape.as_list()), ds.element_spec)
+  if got != expected:  # A bug here, not a user error: the step would silently recompile or fail.
+    raise AssertionError(f'Training batch shapes {got} differ from the contract {expected}.')
+  logging.info('Training pipeline: %d local tasks per step (devices=%s, tasks_per_device=%d), '
+               '%d meta-train classes, starting at step %d.', local_tasks, devices, per_device,
+               len(splits['train']), start_step)
+  return ds
+
+
+def make_train_iterator(config, *, start_step: int = 0, workdir: str | None = None,
+                        sources: Sources | None = None) -> Iterator[dict]:
+  """Endless iterator of training batches (nested dicts of numpy arrays), one per step.
+
+  Args:
+    config: the experiment config.
+    start_step: the step of the first batch; the batch of step s is a pure function of
+      (config.seed, s) (and the host), so resuming at a checkpoint's step is exact.
+    workdir: when given, `splits.json` and `target_train_subset.json` are written there (by
+      process 0).
+    sources: the loaded source/target modalities; `load_sources(config)` when None (tests and
+      research code inject their own `Sources` here).
+
+  Raises:
+    ValueError: a config field the data cannot satisfy (named in the message), or missing data.
+  """
+  return train_dataset(config, start_step=start_step, workdir=workdir,
+                       sources=sources).as_numpy_iterator()
