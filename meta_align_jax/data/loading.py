@@ -107,7 +107,10 @@ def prepare_builder(name: str, data_dir: str | None = None, manual_dir: str | No
     with contextlib.redirect_stdout(io.StringIO()):
       builder.download_and_prepare(download_config=download_config)
   except (AssertionError, FileNotFoundError) as e:
-    # TFDS reports a missing manual_dir with an AssertionError; builders with a FileNotFoundError.
+    # TFDS reports a missing or empty manual_dir with an AssertionError; builders reading raw
+    # files report missing ones with a FileNotFoundError. Other assertions are bugs: re-raise.
+    if isinstance(e, AssertionError) and 'manual' not in str(e).lower():
+      raise
     instructions = getattr(builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None) or ''
     raise ValueError(
         f'Dataset {name!r} could not be prepared: its raw files are missing. Put them in '
