@@ -6,12 +6,14 @@ losses, meta-learners, the train step) imports no TensorFlow, TFDS or librosa; o
 `meta_align_jax.data` does.
 """
 
+from meta_align_jax.batches import random_batch, random_episodes
 from meta_align_jax.models.registry import MetaAlignModel, build_model, register_encoder
 from meta_align_jax.train_step import (TrainState, init_train_state, make_eval_step,
                                        make_train_step, replicate, unreplicate)
 
 __all__ = [
     'MetaAlignModel', 'TrainState', 'build_model', 'init_train_state', 'make_eval_step',
-    'make_train_step', 'register_encoder', 'replicate', 'unreplicate',
+    'make_train_step', 'random_batch', 'random_episodes', 'register_encoder', 'replicate',
+    'unreplicate',
 ]
 __version__ = '0.1.0'

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from meta_align_jax import losses, parallel, validation
@@ -49,8 +50,17 @@ def init_train_state(config, model: MetaAlignModel, rng) -> TrainState:
 
 
 def replicate(tree):
-  """Puts a copy of `tree` on every local device (the state layout a pmapped step takes)."""
-  return jax.device_put_replicated(tree, jax.local_devices())
+  """Puts a copy of `tree` on every local device (the state layout a pmapped step takes).
+
+  The result has a leading axis of size `jax.local_device_count()`, sharded over the devices.
+  """
+  devices = jax.local_devices()
+  sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), (parallel.AXIS,)),
+                                        jax.sharding.PartitionSpec(parallel.AXIS))
+  def put(x):
+    x = np.asarray(jax.device_get(x))
+    return jax.device_put(np.broadcast_to(x[None], (len(devices),) + x.shape), sharding)
+  return jax.tree.map(put, tree)
 
 
 def unreplicate(tree):

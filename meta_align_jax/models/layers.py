@@ -58,7 +58,9 @@ class Norm(nn.Module):
   @nn.compact
   def __call__(self, x):
     if self.kind == 'group':
-      groups = _largest_divisor_at_most(x.shape[-1], self.groups)
+      # At least 4 channels per group: with one channel per group a 1x1 feature map (deep
+      # layers of small inputs) would normalise to exactly zero.
+      groups = _largest_divisor_at_most(x.shape[-1], min(self.groups, max(1, x.shape[-1] // 4)))
       return nn.GroupNorm(num_groups=groups, dtype=self.dtype)(x)
     if self.kind == 'layer':
       return nn.LayerNorm(dtype=self.dtype)(x)

@@ -104,6 +104,10 @@ class MetaAlignModel:
   target_input: jax.ShapeDtypeStruct
 
   def init(self, rng) -> dict:
+    """Initial parameters (one compiled call: eager op-by-op init is slow on CPU)."""
+    return jax.jit(self._init)(rng)
+
+  def _init(self, rng) -> dict:
     ks, kt, kh, kg = jax.random.split(rng, 4)
     xs = jnp.zeros((2,) + self.source_input.shape, self.source_input.dtype)
     xt = jnp.zeros((2,) + self.target_input.shape, self.target_input.dtype)

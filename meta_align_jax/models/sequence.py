@@ -109,7 +109,8 @@ class RNNEncoder(nn.Module):
         h = nn.Bidirectional(fwd, bwd)(h, seq_lengths=lengths)
       else:
         h = fwd(h, seq_lengths=lengths)
-    return masked_pool(h, mask, self.pool)
+    # The LSTM carry is float32 (parameter dtype); keep the configured compute dtype downstream.
+    return masked_pool(h.astype(self.dtype), mask, self.pool)
 
 
 class TransformerEncoder(nn.Module):

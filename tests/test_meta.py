@@ -1,0 +1,176 @@
+"""Meta-learners against explicit references on a tiny linear model."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from meta_align_jax import losses
+from meta_align_jax.meta import inner, learners
+
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearModel:
+  """embed = x @ W (per side), logits = z @ H + b: the learners' model interface, tiny."""
+
+  def embed(self, params, x, side):
+    return x @ params[side]['w']
+
+  def logits(self, params, z, head='head'):
+    return z @ params[head]['w'] + params[head]['b']
+
+
+def _params(seed=0, d=4, z=3, n=3):
+  rng = np.random.default_rng(seed)
+  return {'source': {'w': jnp.asarray(rng.normal(size=(d, z)), jnp.float32)},
+          'target': {'w': jnp.asarray(rng.normal(size=(d, z)), jnp.float32)},
+          'head': {'w': jnp.asarray(rng.normal(size=(z, n)) * 0.5, jnp.float32),
+                   'b': jnp.zeros([n], jnp.float32)}}
+
+
+def _task(seed=1, d=4, n=3, k=2, q=3):
+  rng = np.random.default_rng(seed)
+  def split(m):
+    return {'x': jnp.asarray(rng.normal(size=(n * m, d)), jnp.float32),
+            'y': jnp.asarray(np.repeat(np.arange(n), m), jnp.int32)}
+  return {'support': split(k), 'query': split(q)}
+
+
+def _inner(steps=3, lr=0.3, opt='sgd', keys=('source', 'head'), remat=False, unroll=False):
+  return learners.InnerConfig(steps=steps, optimizer=inner.make_inner_optimizer(opt, lr),
+                              keys=keys, unroll=unroll, remat=remat, zero_head=False)
+
+
+def _ce(model, params, batch):
+  return losses.cross_entropy(model.logits(params, model.embed(params, batch['x'], 'source')),
+                              batch['y'])
+
+
+def _unrolled_query_loss(model, params, task, steps, lr, keys):
+  """The inner loop written out by hand: plain SGD on the support, then the query loss."""
+  p = params
+  for _ in range(steps):
+    g = jax.grad(lambda q: _ce(model, q, task['support']))(p)
+    p = {k: (jax.tree.map(lambda a, b: a - lr * b, p[k], g[k]) if k in keys else p[k]) for k in p}
+  return _ce(model, p, task['query']), p
+
+
+@pytest.mark.parametrize('unroll', [False, True])
+def test_second_order_maml_equals_autodiff_of_unrolled_loop(unroll):
+  model, params, task = LinearModel(), _params(), _task()
+  got, metrics = learners.meta_gradient('maml', model, 'source', 3, _inner(unroll=unroll),
+                                        params, task)
+  want = jax.grad(lambda p: _unrolled_query_loss(model, p, task, 3, 0.3, ('source', 'head'))[0])(params)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+  np.testing.assert_allclose(metrics['meta_loss'],
+                             _unrolled_query_loss(model, params, task, 3, 0.3,
+                                                  ('source', 'head'))[0], rtol=1e-5)
+
+
+def test_remat_changes_nothing():
+  model, params, task = LinearModel(), _params(), _task()
+  a, _ = learners.meta_gradient('maml', model, 'source', 3, _inner(), params, task)
+  b, _ = learners.meta_gradient('maml', model, 'source', 3, _inner(remat=True), params, task)
+  for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-7)
+
+
+def test_first_order_maml_is_the_query_gradient_at_adapted_params_and_differs():
+  model, params, task = LinearModel(), _params(), _task()
+  fo, _ = learners.meta_gradient('fomaml', model, 'source', 3, _inner(), params, task)
+  so, _ = learners.meta_gradient('maml', model, 'source', 3, _inner(), params, task)
+  _, adapted = _unrolled_query_loss(model, params, task, 3, 0.3, ('source', 'head'))
+  want = jax.grad(lambda p: _ce(model, p, task['query']))(adapted)
+  for a, b in zip(jax.tree.leaves(fo), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+  diff = sum(float(jnp.abs(a - b).sum()) for a, b in zip(jax.tree.leaves(fo), jax.tree.leaves(so)))
+  assert diff > 1e-3
+
+
+def _np_ce_grads(w, h, b, x, y):
+  """Hand-written gradient of mean softmax CE for logits = x @ w @ h + b."""
+  z = x @ w
+  logits = z @ h + b
+  p = np.exp(logits - logits.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  d = p.copy()
+  d[np.arange(len(y)), y] -= 1.0
+  d /= len(y)
+  return x.T @ (d @ h.T), z.T @ d, d.sum(0)
+
+
+@pytest.mark.parametrize('opt', ['sgd', 'adam'])
+def test_reptile_update_equals_numpy_reference(opt):
+  model, params, task = LinearModel(), _params(), _task()
+  steps, lr = 4, 0.1
+  got, _ = learners.meta_gradient('reptile', model, 'source', 3, _inner(steps, lr, opt), params,
+                                  task)
+  x = np.concatenate([np.asarray(task['support']['x']), np.asarray(task['query']['x'])])
+  y = np.concatenate([np.asarray(task['support']['y']), np.asarray(task['query']['y'])])
+  theta = [np.asarray(params['source']['w'], np.float64), np.asarray(params['head']['w'], np.float64),
+           np.asarray(params['head']['b'], np.float64)]
+  fast = [t.copy() for t in theta]
+  v = [np.zeros_like(t) for t in theta]
+  for t in range(1, steps + 1):
+    grads = _np_ce_grads(*fast, x, y)
+    for i, g in enumerate(grads):
+      if opt == 'sgd':
+        fast[i] = fast[i] - lr * g
+      else:   # Adam with b1 = 0 (the reference's inner optimiser): m_hat = g
+        v[i] = 0.999 * v[i] + 0.001 * g * g
+        fast[i] = fast[i] - lr * g / (np.sqrt(v[i] / (1 - 0.999**t)) + 1e-8)
+  want = [a - b for a, b in zip(theta, fast)]
+  np.testing.assert_allclose(got['source']['w'], want[0], rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(got['head']['w'], want[1], rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(got['head']['b'], want[2], rtol=1e-4, atol=1e-6)
+  assert float(jnp.abs(got['target']['w']).sum()) == 0.0   # not adapted: no meta-gradient
+
+
+def test_head_only_adaptation_leaves_the_encoder_alone():
+  model, params, task = LinearModel(), _params(), _task()
+  g, _ = learners.meta_gradient('reptile', model, 'source', 3, _inner(keys=('head',)), params,
+                                task)
+  assert float(jnp.abs(g['source']['w']).sum()) == 0.0
+  assert float(jnp.abs(g['head']['w']).sum()) > 0.0
+  # MAML with a head-only inner loop still sends a meta-gradient into the encoder.
+  g, _ = learners.meta_gradient('maml', model, 'source', 3, _inner(keys=('head',)), params, task)
+  assert float(jnp.abs(g['source']['w']).sum()) > 0.0
+
+
+def test_protonet_gradient_skips_the_head():
+  model, params, task = LinearModel(), _params(), _task()
+  g, m = learners.meta_gradient('protonet', model, 'source', 3, _inner(), params, task)
+  assert float(jnp.abs(g['head']['w']).sum()) == 0.0
+  assert float(jnp.abs(g['source']['w']).sum()) > 0.0
+  assert 0.0 <= float(m['query_acc']) <= 1.0
+
+
+def test_inner_loop_reduces_the_support_loss():
+  model, params, task = LinearModel(), _params(), _task()
+  for opt, lr in (('sgd', 1.0), ('adam', 0.1)):
+    fast, losses_ = inner.adapt(lambda p, b: _ce(model, p, b), params, task['support'], steps=10,
+                                optimizer=inner.make_inner_optimizer(opt, lr),
+                                keys=('source', 'head'))
+    assert losses_.shape == (10,)
+    assert float(_ce(model, fast, task['support'])) < float(losses_[0]) * 0.7
+
+
+def test_zero_head_starts_each_task_from_a_zero_classifier():
+  model, params, task = LinearModel(), _params(), _task()
+  fast, losses_ = inner.adapt(lambda p, b: _ce(model, p, b), params, task['support'], steps=1,
+                              optimizer=inner.make_inner_optimizer('sgd', 0.0),
+                              keys=('head',), zero_head=True)
+  np.testing.assert_allclose(losses_[0], np.log(3), rtol=1e-5)   # uniform logits
+  assert float(jnp.abs(fast['head']['w']).sum()) == 0.0
+
+
+def test_bad_adapt_and_optimizer_names():
+  with pytest.raises(ValueError, match='config.meta.adapt'):
+    inner.resolve_adapt('encoder', 'source', ('source', 'target', 'head'))
+  with pytest.raises(ValueError, match='config.meta.inner_opt'):
+    inner.make_inner_optimizer('rmsprop', 0.1)
+  assert inner.resolve_adapt('all', 'target', ('source', 'target', 'head')) == ('target', 'head')

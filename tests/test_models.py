@@ -1,0 +1,146 @@
+"""Encoders: output shapes and dtypes, padding masks, registry errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from meta_align_jax import build_model
+from meta_align_jax.models import image, layers, registry, sequence
+from tests.tiny import tiny_config
+
+IMAGE = [('conv4', (16, 16, 3)), ('resnet12', (16, 16, 3)), ('resnet18', (16, 16, 3)),
+         ('resnet18', (64, 64, 3))]
+SEQ = [('mel_cnn', 'audio', (12, 10)), ('temporal_conv', 'speech', (12, 10)),
+       ('lstm', 'text', (9,)), ('bilstm', 'text', (9,)), ('transformer', 'text', (9,)),
+       ('bilstm', 'text', (9, 7)), ('lstm', 'audio', (12, 10))]
+
+
+def _config(encoder, modality, shape, dtype):
+  c = tiny_config()
+  c.target.encoder, c.target.modality, c.target.input_shape = encoder, modality, shape
+  c.model.compute_dtype = dtype
+  return c
+
+
+def _input(shape, modality, rng):
+  if modality == 'text' and len(shape) == 1:
+    return jnp.asarray(rng.integers(1, 30, size=(2,) + shape), jnp.int32)
+  return jnp.asarray(rng.random((2,) + shape), jnp.float32)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+@pytest.mark.parametrize('encoder,modality,shape',
+                         [(e, 'image', s) for e, s in IMAGE] + SEQ)
+def test_encoder_shapes_and_dtypes(encoder, modality, shape, dtype):
+  # Abstract evaluation: every shape and dtype, no compilation (ResNets compile slowly on CPU).
+  c = _config(encoder, modality, shape, dtype)
+  model = build_model(c)
+  params = jax.eval_shape(model.init, jax.random.key(0))
+  for leaf in jax.tree.leaves(params):
+    assert leaf.dtype == jnp.float32   # parameters stay float32 whatever the compute dtype
+  x = _input(shape, modality, np.random.default_rng(0))
+  z = jax.eval_shape(lambda p, x: model.embed(p, x, 'target'), params, x)
+  assert z.shape == (2, c.model.z_dim) and z.dtype == jnp.float32
+  logits = jax.eval_shape(model.logits, params, z)
+  assert logits.shape == (2, c.task.ways)
+  feats = jax.eval_shape(model.target.encoder.apply, {'params': params['target']['encoder']}, x)
+  assert feats.ndim == 2
+  assert feats.dtype == (jnp.float32 if dtype == 'float32' else jnp.bfloat16)
+
+
+@pytest.mark.parametrize('encoder,modality,shape', [('conv4', 'image', (16, 16, 3))] + SEQ[:3])
+def test_encoder_outputs_are_finite_and_input_dependent(encoder, modality, shape):
+  model = build_model(_config(encoder, modality, shape, 'float32'))
+  params = model.init(jax.random.key(0))
+  embed = jax.jit(model.embed, static_argnums=2)
+  z1 = np.asarray(embed(params, _input(shape, modality, np.random.default_rng(0)), 'target'))
+  z2 = np.asarray(embed(params, _input(shape, modality, np.random.default_rng(1)), 'target'))
+  assert np.all(np.isfinite(z1)) and not np.allclose(z1, z2)
+
+
+@pytest.mark.parametrize('module', [
+    sequence.RNNEncoder(vocab_size=40, hidden=8, bidirectional=False),
+    sequence.RNNEncoder(vocab_size=40, hidden=8, bidirectional=True, pool='mean'),
+    sequence.TransformerEncoder(vocab_size=40, hidden=8, layers=1, heads=2),
+    sequence.TemporalConv(width=4),
+], ids=['lstm', 'bilstm-mean', 'transformer', 'temporal_conv'])
+def test_padded_positions_change_nothing(module):
+  rng = np.random.default_rng(0)
+  float_input = isinstance(module, sequence.TemporalConv)
+  length = 10
+  mask = np.arange(length)[None, :] < np.array([[4], [7], [10]])
+  if float_input:
+    x = rng.normal(size=(3, length, 5)).astype(np.float32)
+    junk = rng.normal(size=x.shape).astype(np.float32) * 100
+    x_junk = np.where(mask[..., None], x, junk)
+  else:
+    x = rng.integers(2, 40, size=(3, length)).astype(np.int32)
+    x_junk = np.where(mask, x, rng.integers(2, 40, size=x.shape)).astype(np.int32)
+  params = module.init(jax.random.key(0), x, jnp.asarray(mask))
+  a = module.apply(params, x, jnp.asarray(mask))
+  b = module.apply(params, x_junk, jnp.asarray(mask))
+  np.testing.assert_allclose(a, b, atol=1e-5)
+  # Implicit mask: zero padding, and more of it, changes nothing either.
+  x0 = np.where(mask[..., None] if float_input else mask, x, 0).astype(x.dtype)
+  pad = ((0, 0), (0, 5)) + (((0, 0),) if float_input else ())
+  c = module.apply(params, x0)
+  np.testing.assert_allclose(a, c, atol=1e-5)
+  if not isinstance(module, sequence.TransformerEncoder):   # positions table is length-specific
+    d = module.apply(params, np.pad(x0, pad))
+    np.testing.assert_allclose(a, d, atol=1e-5)
+  # And a real token does change the output (the mask is not hiding everything).
+  e = module.apply(params, x, jnp.asarray(np.ones_like(mask)))
+  assert not np.allclose(a[0], e[0], atol=1e-4)
+
+
+def test_task_batch_norm_uses_this_calls_statistics_and_mask():
+  rng = np.random.default_rng(0)
+  x = rng.normal(3.0, 2.0, size=(6, 4, 4, 5)).astype(np.float32)
+  bn = layers.TaskBatchNorm()
+  p = bn.init(jax.random.key(0), x)
+  y = np.asarray(bn.apply(p, x))
+  np.testing.assert_allclose(y.mean((0, 1, 2)), 0, atol=1e-4)
+  np.testing.assert_allclose(y.std((0, 1, 2)), 1, atol=1e-3)
+  mask = np.array([1, 1, 1, 0, 0, 0], bool)
+  y_masked = np.asarray(bn.apply(p, x, mask))
+  y_first = np.asarray(bn.apply(p, x[:3]))
+  np.testing.assert_allclose(y_masked[:3], y_first, atol=1e-4)
+
+
+def test_group_norm_picks_a_divisor():
+  assert layers._largest_divisor_at_most(12, 8) == 6
+  assert layers._largest_divisor_at_most(7, 8) == 7
+  # A 1x1 map with few channels must not normalise to zero (one channel per group would).
+  norm = layers.Norm('group')
+  x = jnp.arange(4.0).reshape(1, 1, 1, 4)
+  assert np.abs(np.asarray(norm.apply(norm.init(jax.random.key(0), x), x))).sum() > 1
+  out = image.Conv4(width=6, blocks=1).init_with_output(jax.random.key(0),
+                                                        jnp.ones((1, 8, 8, 3)))[0]
+  assert out.shape == (1, 6)
+
+
+@pytest.mark.parametrize('field,value,match', [
+    ('source.encoder', 'resnet99', r'config\.source\.encoder=.resnet99. is not a known encoder'),
+    ('target.encoder', 'conv4', r"config\.target\.encoder='conv4' does not encode 'audio'"),
+    ('source.input_shape', (8, 8), r'config\.source\.input_shape=\(8, 8\) has rank 2'),
+    ('model.norm', 'batch', r'config\.model\.norm'),
+    ('model.compute_dtype', 'float16', r'config\.model\.compute_dtype'),
+    ('target.modality', 'video', r'config\.target\.modality'),
+])
+def test_bad_model_config_names_the_field(field, value, match):
+  c = tiny_config(**{field: value})
+  with pytest.raises(ValueError, match=match):
+    build_model(c)
+
+
+def test_registry_extension():
+  registry.register_encoder('tiny_conv', registry.EncoderSpec(
+      lambda m, dt: image.Conv4(m.width, m.norm, dt, blocks=1), ('image',), 3))
+  try:
+    c = tiny_config(**{'source.encoder': 'tiny_conv'})
+    model = build_model(c)
+    params = model.init(jax.random.key(0))
+    assert 'conv1' not in params['source']['encoder']
+  finally:
+    del registry.ENCODERS['tiny_conv']
