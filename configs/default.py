@@ -50,6 +50,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.align.temperature = 0.1
   c.align.weight = 1.0
   c.align.mode = 'gradient'          # gradient | reptile (inner loop on the alignment task, as the reference)
+  c.align.inner_batch = 0              # minibatch of align.mode='reptile' inner steps; 0 = all pairs
   c.align.classes = 'train'            # which class split alignment data may use: train | train+val | all
 
   # --- Model.
@@ -74,6 +75,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.meta.adapt = 'all'                 # all | head | comma list of top-level param groups
   c.meta.zero_head = False             # re-zero the classifier head before each task's inner loop
   c.meta.remat = False                 # rematerialise inner steps (second-order MAML memory)
+  c.meta.inner_batch = 0               # inner minibatch cycling over the task; 0 = whole task
 
   # --- Outer optimiser.
   c.optim = ml_collections.ConfigDict()

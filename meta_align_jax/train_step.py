@@ -10,6 +10,7 @@ all execution strategies compute the same numbers (tests/test_train_step.py).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -110,7 +111,7 @@ def _inner_config(config, side: str, params_groups, unroll: bool, *, eval_mode=F
   return learners.InnerConfig(
       steps=m.inner_steps, optimizer=inner.make_inner_optimizer(m.inner_opt, m.inner_lr),
       keys=inner.resolve_adapt(m.adapt, side, params_groups), unroll=unroll, remat=m.remat,
-      zero_head=m.zero_head)
+      zero_head=m.zero_head, batch_size=m.inner_batch)
 
 
 def _param_groups(config) -> tuple[str, ...]:
@@ -135,8 +136,8 @@ def task_gradient(config, model, params, task, rng, *, unroll: bool):
                              for s in meta_on) / len(meta_on)
   if config.align.enabled:
     align_inner = _inner_config(config, 'source', groups, unroll)
-    align_inner = learners.InnerConfig(**{**align_inner.__dict__, 'keys': ('source', 'target'),
-                                          'zero_head': False})
+    align_inner = dataclasses.replace(align_inner, keys=('source', 'target'), zero_head=False,
+                                      batch_size=config.align.inner_batch)
     g, m = learners.alignment_gradient(model, config.align, align_inner, params, task['align'])
     grads = jax.tree.map(lambda a, b: a + config.align.weight * b, grads, g)
     metrics.update(m)

@@ -103,12 +103,12 @@ def _np_ce_grads(w, h, b, x, y):
   return x.T @ (d @ h.T), z.T @ d, d.sum(0)
 
 
-@pytest.mark.parametrize('opt', ['sgd', 'adam'])
-def test_reptile_update_equals_numpy_reference(opt):
+@pytest.mark.parametrize('opt,batch_size', [('sgd', 0), ('adam', 0), ('adam', 4)])
+def test_reptile_update_equals_numpy_reference(opt, batch_size):
   model, params, task = LinearModel(), _params(), _task()
   steps, lr = 4, 0.1
-  got, _ = learners.meta_gradient('reptile', model, 'source', 3, _inner(steps, lr, opt), params,
-                                  task)
+  cfg = dataclasses.replace(_inner(steps, lr, opt), batch_size=batch_size)
+  got, _ = learners.meta_gradient('reptile', model, 'source', 3, cfg, params, task)
   x = np.concatenate([np.asarray(task['support']['x']), np.asarray(task['query']['x'])])
   y = np.concatenate([np.asarray(task['support']['y']), np.asarray(task['query']['y'])])
   theta = [np.asarray(params['source']['w'], np.float64), np.asarray(params['head']['w'], np.float64),
@@ -116,7 +116,9 @@ def test_reptile_update_equals_numpy_reference(opt):
   fast = [t.copy() for t in theta]
   v = [np.zeros_like(t) for t in theta]
   for t in range(1, steps + 1):
-    grads = _np_ce_grads(*fast, x, y)
+    # Minibatches cycle through the task's 15 examples: 0-3, 4-7, 8-11, 12-14 + 0.
+    idx = (np.arange(batch_size) + (t - 1) * batch_size) % len(y) if batch_size else slice(None)
+    grads = _np_ce_grads(*fast, x[idx], y[idx])
     for i, g in enumerate(grads):
       if opt == 'sgd':
         fast[i] = fast[i] - lr * g

@@ -54,19 +54,27 @@ def split(params: dict, keys: Sequence[str]) -> tuple[dict, dict]:
 
 def adapt(loss_fn: Callable[[dict, dict], jax.Array], params: dict, batch: dict, *,
           steps: int, optimizer: optax.GradientTransformation, keys: Sequence[str],
-          unroll: bool = False, remat: bool = False, zero_head: bool = False):
+          unroll: bool = False, remat: bool = False, zero_head: bool = False,
+          batch_size: int = 0):
   """Runs `steps` inner steps of `optimizer` on `loss_fn(params, batch)` over groups `keys`.
 
-  Returns `(adapted_params, losses)`: the full parameter dict with the `keys` groups replaced by
-  their adapted values, and the loss before each step `[steps]`.
+  `batch_size` > 0 takes minibatches that cycle through the task's examples in order (the
+  reference's `DataLoader` over one task, without reshuffling: tasks arrive shuffled); 0 uses
+  the whole batch at every step. Returns `(adapted_params, losses)`: the full parameter dict
+  with the `keys` groups replaced by their adapted values, and the loss before each step.
   """
   if zero_head and 'head' in params:
     params = {**params, 'head': jax.tree.map(jnp.zeros_like, params['head'])}
   fast, frozen = split(params, keys)
 
-  def step(carry, _):
+  n = jax.tree.leaves(batch)[0].shape[0]
+  minibatch = 0 < batch_size < n
+  index = (jnp.arange(steps)[:, None] * batch_size + jnp.arange(batch_size)[None, :]) % n
+
+  def step(carry, idx):
     fast, opt_state = carry
-    loss, grads = jax.value_and_grad(lambda f: loss_fn({**frozen, **f}, batch))(fast)
+    data = jax.tree.map(lambda x: x[idx], batch) if minibatch else batch
+    loss, grads = jax.value_and_grad(lambda f: loss_fn({**frozen, **f}, data))(fast)
     updates, opt_state = optimizer.update(grads, opt_state, fast)
     return (optax.apply_updates(fast, updates), opt_state), loss
 
@@ -74,6 +82,7 @@ def adapt(loss_fn: Callable[[dict, dict], jax.Array], params: dict, batch: dict,
     step = jax.checkpoint(step)
   if steps == 0:
     return params, jnp.zeros([0], jnp.float32)
-  (fast, _), losses = jax.lax.scan(step, (fast, optimizer.init(fast)), None, length=steps,
+  (fast, _), losses = jax.lax.scan(step, (fast, optimizer.init(fast)),
+                                   index if minibatch else None, length=steps,
                                    unroll=True if unroll else 1)
   return {**frozen, **fast}, losses

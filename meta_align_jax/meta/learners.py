@@ -36,11 +36,12 @@ class InnerConfig:
   unroll: bool
   remat: bool
   zero_head: bool
+  batch_size: int = 0
 
   def run(self, loss_fn, params, batch):
     return inner.adapt(loss_fn, params, batch, steps=self.steps, optimizer=self.optimizer,
                        keys=self.keys, unroll=self.unroll, remat=self.remat,
-                       zero_head=self.zero_head)
+                       zero_head=self.zero_head, batch_size=self.batch_size)
 
 
 def classifier_loss(model, side: str, ways: int) -> Callable:
