@@ -10,3 +10,4 @@ from meta_align_jax.data.builders import fsdd  # noqa: F401
 from meta_align_jax.data.builders import omniglot  # noqa: F401
 from meta_align_jax.data.builders import sklearn_digits  # noqa: F401
 from meta_align_jax.data.builders import yummly28k  # noqa: F401
+from meta_align_jax.data.builders import synthetic_concepts  # noqa: F401  (embedded default)
