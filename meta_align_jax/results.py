@@ -1,0 +1,352 @@
+"""Aggregating a sweep directory into results.csv / results.md, and the sweep's plots.
+
+Reads every finished run under ROOT (a directory holding `sweep_run.json`, `eval_results.json`
+and, when written by the sweep runner, `episode_accuracies.npy`) and groups runs by
+(task, method, shots, noise); seeds are averaged.
+
+Statistics of a group with seeds s = 1..S, each scored on its own n_s fixed meta-test episodes
+(the seed fixes the class split and the episodes):
+  mean   = (1/S) sum_s mean_s                      (the seed-averaged accuracy)
+  ci95   = 1.96 * sqrt(sum_s var_s / n_s) / S      (episode sampling error of that average;
+                                                    var_s: the episode variance of seed s)
+  seed_std = std over seeds of mean_s (ddof=1)     (training / split variation, reported apart)
+The paired difference to the best baseline (the `baseline` method with the highest mean in the
+same (task, shots, noise); the oracle and ablations are not baselines) uses the per-episode
+differences d = acc_method - acc_baseline on the same episodes of the same seed, with the same
+formulas over d. When per-episode accuracies are missing, the difference is unpaired: the
+difference of means with ci95 = sqrt(ci_a^2 + ci_b^2).
+
+Only numpy at import time (tests run in seconds); matplotlib and JAX load inside the plot
+functions that need them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections import defaultdict
+
+import numpy as np
+
+RUN_FILE = 'sweep_run.json'
+RESULTS_FILE = 'eval_results.json'
+EPISODES_FILE = 'episode_accuracies.npy'
+METRICS_FILE = 'metrics.jsonl'
+Z95 = 1.96
+
+CSV_FIELDS = ('task', 'method', 'role', 'shots', 'noise', 'seeds', 'episodes_per_seed',
+              'accuracy_mean', 'accuracy_ci95', 'seed_std', 'best_baseline', 'diff_mean',
+              'diff_ci95', 'diff_paired', 'r1_target_to_source')
+
+
+# --------------------------------------------------------------------------- reading runs
+
+
+def find_runs(root: str) -> list[dict]:
+  """Finished runs under `root`: labels + results (+ per-episode accuracies when present)."""
+  runs = []
+  for dirpath, _, filenames in os.walk(root):
+    if RUN_FILE not in filenames or RESULTS_FILE not in filenames:
+      continue
+    with open(os.path.join(dirpath, RUN_FILE)) as f:
+      labels = json.load(f)
+    with open(os.path.join(dirpath, RESULTS_FILE)) as f:
+      results = json.load(f)
+    episodes = None
+    if EPISODES_FILE in filenames:
+      episodes = np.load(os.path.join(dirpath, EPISODES_FILE)).astype(np.float64)
+    runs.append({'dir': dirpath, 'labels': labels, 'results': results, 'episodes': episodes})
+  runs.sort(key=lambda r: r['dir'])
+  return runs
+
+
+def group_key(labels: dict) -> tuple:
+  return (labels['task'], labels['method'], int(labels['shots']), float(labels['noise']))
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def seed_stats(per_seed: list[np.ndarray]) -> tuple[float, float, float]:
+  """(mean, ci95, seed_std) of a group from each seed's per-episode values (module docstring)."""
+  s = len(per_seed)
+  means = np.array([np.mean(a) for a in per_seed])
+  var_of_mean = sum(np.var(a) / a.size for a in per_seed) / s ** 2
+  seed_std = float(np.std(means, ddof=1)) if s > 1 else float('nan')
+  return float(means.mean()), float(Z95 * math.sqrt(var_of_mean)), seed_std
+
+
+def _summary_stats(runs: list[dict]) -> tuple[float, float, float]:
+  """As `seed_stats`, from eval_results.json alone (mean and ci95 of each seed)."""
+  s = len(runs)
+  means = np.array([r['results']['accuracy_mean'] for r in runs])
+  cis = np.array([r['results']['accuracy_ci95'] for r in runs])
+  seed_std = float(np.std(means, ddof=1)) if s > 1 else float('nan')
+  return float(means.mean()), float(math.sqrt(np.sum(cis ** 2)) / s), seed_std
+
+
+def group_stats(runs: list[dict]) -> tuple[float, float, float]:
+  if all(r['episodes'] is not None for r in runs):
+    return seed_stats([r['episodes'] for r in runs])
+  return _summary_stats(runs)
+
+
+def paired_difference(runs_a: list[dict], runs_b: list[dict]):
+  """(mean, ci95, paired) of accuracy(a) - accuracy(b) over the seeds both have."""
+  by_seed_a = {int(r['labels']['seed']): r for r in runs_a}
+  by_seed_b = {int(r['labels']['seed']): r for r in runs_b}
+  seeds = sorted(set(by_seed_a) & set(by_seed_b))
+  if not seeds:
+    return float('nan'), float('nan'), False
+  pa, pb = [by_seed_a[s] for s in seeds], [by_seed_b[s] for s in seeds]
+  if all(r['episodes'] is not None for r in pa + pb) and all(
+      a['episodes'].shape == b['episodes'].shape for a, b in zip(pa, pb)):
+    mean, ci, _ = seed_stats([a['episodes'] - b['episodes'] for a, b in zip(pa, pb)])
+    return mean, ci, True
+  ma, ca, _ = _summary_stats(pa)
+  mb, cb, _ = _summary_stats(pb)
+  return ma - mb, math.sqrt(ca ** 2 + cb ** 2), False
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def aggregate(root: str) -> list[dict]:
+  """One row per (task, method, shots, noise); see the module docstring for the statistics."""
+  runs = find_runs(root)
+  groups: dict[tuple, list[dict]] = defaultdict(list)
+  for r in runs:
+    groups[group_key(r['labels'])].append(r)
+  rows = {}
+  for key, members in groups.items():
+    mean, ci, seed_std = group_stats(members)
+    episodes = sorted({int(r['results'].get('num_episodes', 0)) for r in members})
+    r1 = [r['results'].get('retrieval', {}).get('target_to_source', {}).get('R@1')
+          for r in members]
+    r1 = [v for v in r1 if v is not None]
+    rows[key] = {
+        'task': key[0], 'method': key[1], 'role': members[0]['labels'].get('role', ''),
+        'shots': key[2], 'noise': key[3], 'seeds': len(members),
+        'episodes_per_seed': '/'.join(str(e) for e in episodes),
+        'accuracy_mean': mean, 'accuracy_ci95': ci, 'seed_std': seed_std,
+        'best_baseline': '', 'diff_mean': float('nan'), 'diff_ci95': float('nan'),
+        'diff_paired': '', 'r1_target_to_source': float(np.mean(r1)) if r1 else float('nan'),
+    }
+  # Best baseline per (task, shots, noise), and each method's difference to it.
+  settings = defaultdict(list)
+  for key in rows:
+    settings[(key[0], key[2], key[3])].append(key)
+  for (task, shots, noise), keys in settings.items():
+    baselines = [k for k in keys if rows[k]['role'] == 'baseline']
+    if not baselines:
+      continue
+    best = max(baselines, key=lambda k: rows[k]['accuracy_mean'])
+    for k in keys:
+      rows[k]['best_baseline'] = best[1]
+      if k == best:
+        continue
+      mean, ci, paired = paired_difference(groups[k], groups[best])
+      rows[k].update(diff_mean=mean, diff_ci95=ci, diff_paired='yes' if paired else 'no')
+  role_order = {'ours': 0, 'baseline': 1, 'ablation': 2, 'oracle': 3}
+  return sorted(rows.values(), key=lambda r: (r['task'], r['shots'], r['noise'],
+                                              role_order.get(r['role'], 9), r['method']))
+
+
+def _fmt(v, pct=True, digits=2):
+  if isinstance(v, float):
+    if math.isnan(v):
+      return ''
+    return f'{100 * v:.{digits}f}' if pct else f'{v:.{digits}f}'
+  return str(v)
+
+
+def write_csv(rows: list[dict], path: str) -> None:
+  with open(path, 'w', newline='') as f:
+    w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+    w.writeheader()
+    for r in rows:
+      w.writerow({k: (f'{r[k]:.6f}' if isinstance(r[k], float) and not math.isnan(r[k])
+                      else ('' if isinstance(r[k], float) else r[k])) for k in CSV_FIELDS})
+
+
+def markdown_table(rows: list[dict]) -> str:
+  head = ('| task | method | role | shots | noise | seeds x episodes | accuracy % (95 % CI) | '
+          'seed std | diff. to best baseline (95 % CI) | R@1 T->S % |')
+  lines = [head, '|' + '---|' * 10]
+  for r in rows:
+    if r['diff_paired']:
+      diff = (f"{100 * r['diff_mean']:+.2f} ± {100 * r['diff_ci95']:.2f} vs {r['best_baseline']}"
+              + ('' if r['diff_paired'] == 'yes' else ' (unpaired)'))
+    elif r['best_baseline'] == r['method']:
+      diff = '(best baseline)'
+    else:
+      diff = ''
+    lines.append(
+        f"| {r['task']} | {r['method']} | {r['role']} | {r['shots']} | {100 * r['noise']:.0f} % | "
+        f"{r['seeds']} x {r['episodes_per_seed']} | {100 * r['accuracy_mean']:.2f} ± "
+        f"{100 * r['accuracy_ci95']:.2f} | {_fmt(r['seed_std'])} | {diff} | "
+        f"{_fmt(r['r1_target_to_source'], digits=1)} |")
+  return '\n'.join(lines)
+
+
+def write_tables(root: str, rows: list[dict] | None = None) -> list[dict]:
+  """Writes ROOT/results.csv and ROOT/results.md; returns the rows."""
+  rows = aggregate(root) if rows is None else rows
+  write_csv(rows, os.path.join(root, 'results.csv'))
+  with open(os.path.join(root, 'results.md'), 'w') as f:
+    f.write('# Results\n\nAccuracy on the fixed meta-test episodes (target modality, held-out '
+            'classes), averaged over seeds; 95 % CI of the episode sampling error; seed std: '
+            'spread of the per-seed means; differences are paired per episode (same seed, same '
+            'episodes) against the best baseline of the same task, shots and noise.\n\n')
+    f.write(markdown_table(rows) + '\n')
+  return rows
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _plt():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def plot_sweep(rows: list[dict], out_dir: str, *, x: str, fixed: dict, name: str) -> list[str]:
+  """Accuracy vs `x` ('shots' or 'noise'), one line per method, one PNG per task."""
+  plt = _plt()
+  written = []
+  for task in sorted({r['task'] for r in rows}):
+    sel = [r for r in rows if r['task'] == task and all(r[k] == v for k, v in fixed.items())]
+    if len({r[x] for r in sel}) < 2:
+      continue
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for method in sorted({r['method'] for r in sel}):
+      pts = sorted((r[x], r['accuracy_mean'], r['accuracy_ci95']) for r in sel
+                   if r['method'] == method)
+      if len(pts) < 2:
+        continue
+      xs = [100 * p[0] if x == 'noise' else p[0] for p in pts]
+      ax.errorbar(xs, [100 * p[1] for p in pts], yerr=[100 * p[2] for p in pts], marker='o',
+                  capsize=3, label=method)
+    ax.set_xlabel('target label noise (%)' if x == 'noise' else 'shots')
+    ax.set_ylabel('meta-test accuracy (%)')
+    ax.set_title(f'{task}: accuracy vs {x}', fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(out_dir, f'{name}_{task}.png')
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    written.append(path)
+  return written
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_learning_curves(root: str, out_dir: str, *, shots: int = 1, noise: float = 0.0
+                         ) -> list[str]:
+  """Training losses (seed-averaged) from metrics.jsonl, per task: one panel per loss."""
+  plt = _plt()
+  runs = [r for r in find_runs(root)
+          if int(r['labels']['shots']) == shots and float(r['labels']['noise']) == noise]
+  written = []
+  for task in sorted({r['labels']['task'] for r in runs}):
+    keys = ('train/meta_loss', 'train/align_loss')
+    fig, axes = plt.subplots(1, len(keys), figsize=(9, 3.4))
+    for method in sorted({r['labels']['method'] for r in runs if r['labels']['task'] == task}):
+      members = [read_metrics(r['dir']) for r in runs
+                 if r['labels']['task'] == task and r['labels']['method'] == method]
+      for ax, key in zip(axes, keys):
+        series = [{m['step']: m[key] for m in ms if key in m} for ms in members]
+        steps = sorted(set.intersection(*(set(s) for s in series))) if series else []
+        if not steps:
+          continue
+        ax.plot(steps, [np.mean([s[t] for s in series]) for t in steps], label=method)
+    for ax, key in zip(axes, keys):
+      ax.set_xlabel('step')
+      ax.set_title(key, fontsize=9)
+      ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f'{task}: training losses ({shots}-shot, noise {100 * noise:.0f} %; mean over '
+                 'seeds)', fontsize=9)
+    fig.tight_layout()
+    path = os.path.join(out_dir, f'learning_curves_{task}.png')
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    written.append(path)
+  return written
+
+
+def pca_2d(a: np.ndarray) -> np.ndarray:
+  a = a - a.mean(0, keepdims=True)
+  _, _, vt = np.linalg.svd(a, full_matrices=False)
+  return a @ vt[:2].T
+
+
+def plot_embeddings(workdir: str, path: str, *, max_classes: int = 6, per_class: int = 15) -> str:
+  """2-D PCA of source and target embeddings of meta-test classes: at init and after training.
+
+  The initial parameters are `init_train_state(config, model, key(config.seed))`, exactly the
+  run's starting point; the trained ones its best (or final) checkpoint.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from meta_align_jax import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  from meta_align_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from meta_align_jax import train_step  # pylint: disable=g-import-not-at-top
+  plt = _plt()
+  config, model, state = checkpoint_lib.restore(workdir, 'best')
+  init = train_step.init_train_state(config, model, jax.random.key(config.seed)).params
+  rs = data_lib.make_retrieval_set(config, 'test', max_per_class=per_class)
+  ys = np.asarray(rs.get('y'))
+  keep = np.isin(ys, np.unique(ys)[:max_classes])
+  xs, xt, y = np.asarray(rs['source_x'])[keep], np.asarray(rs['target_x'])[keep], ys[keep]
+  fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+  cmap = plt.get_cmap('tab10')
+  for ax, (title, params) in zip(axes, (('before (initialisation)', init),
+                                        ('after meta-alignment', state.params))):
+    zs = np.asarray(jax.jit(lambda p, x: model.embed(p, x, 'source'))(params, xs))
+    zt = np.asarray(jax.jit(lambda p, x: model.embed(p, x, 'target'))(params, xt))
+    proj = pca_2d(np.concatenate([zs, zt]))
+    ps, pt = proj[:len(zs)], proj[len(zs):]
+    for c in np.unique(y):
+      ax.scatter(*ps[y == c].T, marker='o', s=14, color=cmap(int(c) % 10), alpha=0.7)
+      ax.scatter(*pt[y == c].T, marker='x', s=18, color=cmap(int(c) % 10), alpha=0.9)
+    ax.set_title(f'{title}', fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+  axes[0].scatter([], [], marker='o', color='k', label=f'source ({config.source.modality})')
+  axes[0].scatter([], [], marker='x', color='k', label=f'target ({config.target.modality})')
+  axes[0].legend(fontsize=7)
+  fig.suptitle(f'PCA of Z, {len(np.unique(y))} meta-test classes (colour = class): '
+               f'{os.path.relpath(workdir)}', fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return path
+
+
+def write_all(root: str, out_dir: str | None = None, *, embeddings_for: list[str] = ()) -> dict:
+  """Tables, shot / noise / learning-curve plots, and PCA plots of the given run dirs."""
+  out_dir = out_dir or os.path.join(root, 'plots')
+  os.makedirs(out_dir, exist_ok=True)
+  rows = write_tables(root)
+  plots = []
+  plots += plot_sweep(rows, out_dir, x='shots', fixed={'noise': 0.0}, name='accuracy_vs_shots')
+  min_shots = min((r['shots'] for r in rows), default=1)
+  plots += plot_sweep(rows, out_dir, x='noise', fixed={'shots': min_shots},
+                      name='accuracy_vs_noise')
+  plots += plot_learning_curves(root, out_dir, shots=min_shots)
+  for workdir in embeddings_for:
+    labels = json.load(open(os.path.join(workdir, RUN_FILE)))
+    name = f"embeddings_{labels['task']}_{labels['method']}_seed{labels['seed']}.png"
+    plots.append(plot_embeddings(workdir, os.path.join(out_dir, name)))
+  return {'rows': rows, 'plots': plots}

@@ -1,0 +1,116 @@
+"""The sweep runner's bookkeeping and aggregation, on fake run directories (no training)."""
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from meta_align_jax import results, sweep
+
+
+def _fake_run(root, task, method, seed, acc, *, shots=1, noise=0.0, with_episodes=True):
+  spec = sweep.RunSpec(task, method, shots, noise, seed)
+  d = os.path.join(root, spec.relpath)
+  os.makedirs(d)
+  with open(os.path.join(d, sweep.RUN_FILE), 'w') as f:
+    json.dump(spec.labels(), f)
+  acc = np.asarray(acc, np.float32)
+  mean, ci = float(acc.mean()), float(1.96 * acc.std() / math.sqrt(acc.size))
+  with open(os.path.join(d, sweep.RESULTS_FILE), 'w') as f:
+    json.dump({'accuracy_mean': mean, 'accuracy_ci95': ci, 'num_episodes': int(acc.size),
+               'retrieval': {'target_to_source': {'R@1': 0.5}}}, f)
+  if with_episodes:
+    np.save(os.path.join(d, sweep.EPISODES_FILE), acc)
+  return d
+
+
+def test_seed_stats_formula():
+  a, b = np.array([0.2, 0.4, 0.6, 0.8]), np.array([0.5, 0.5, 0.7, 0.7])
+  mean, ci, seed_std = results.seed_stats([a, b])
+  assert mean == pytest.approx((a.mean() + b.mean()) / 2)
+  assert ci == pytest.approx(1.96 * math.sqrt(a.var() / 4 + b.var() / 4) / 2)
+  assert seed_std == pytest.approx(np.std([a.mean(), b.mean()], ddof=1))
+  # One seed: the usual 1.96 * std / sqrt(n) of evaluate.mean_ci95.
+  mean, ci, _ = results.seed_stats([a])
+  assert ci == pytest.approx(1.96 * a.std() / 2)
+
+
+def test_aggregate_rows_and_paired_difference(tmp_path):
+  root = str(tmp_path)
+  rng = np.random.default_rng(0)
+  base = {s: rng.integers(0, 16, size=40) / 15 for s in range(3)}
+  for s in range(3):
+    _fake_run(root, 'image_audio', 'meta_align', s, np.clip(base[s] + 0.1, 0, 1))
+    _fake_run(root, 'image_audio', 'no_align', s, base[s])
+    _fake_run(root, 'image_audio', 'target_only', s, base[s] - 0.05)
+    _fake_run(root, 'image_audio', 'oracle', s, np.ones(40))
+  rows = results.write_tables(root)
+  assert len(rows) == 4
+  by = {r['method']: r for r in rows}
+  assert [r['role'] for r in rows] == ['ours', 'baseline', 'baseline', 'oracle']
+  # The oracle (upper bound) is never the best baseline; no_align beats target_only.
+  assert by['meta_align']['best_baseline'] == 'no_align'
+  assert by['oracle']['best_baseline'] == 'no_align'
+  expect = results.seed_stats([np.clip(base[s] + 0.1, 0, 1) for s in range(3)])
+  assert by['meta_align']['accuracy_mean'] == pytest.approx(expect[0])
+  assert by['meta_align']['accuracy_ci95'] == pytest.approx(expect[1])
+  d = [np.clip(base[s] + 0.1, 0, 1) - base[s] for s in range(3)]
+  assert by['meta_align']['diff_mean'] == pytest.approx(np.mean([x.mean() for x in d]))
+  assert by['meta_align']['diff_ci95'] == pytest.approx(results.seed_stats(d)[1])
+  assert by['meta_align']['diff_paired'] == 'yes'
+  assert by['target_only']['diff_mean'] == pytest.approx(-0.05, abs=1e-6)
+  assert by['no_align']['diff_paired'] == ''   # the best baseline itself
+  with open(os.path.join(root, 'results.csv')) as f:
+    csv_rows = list(csv.DictReader(f))
+  assert [r['method'] for r in csv_rows] == ['meta_align', 'no_align', 'target_only', 'oracle']
+  assert float(csv_rows[0]['accuracy_mean']) == pytest.approx(expect[0], abs=1e-6)
+  assert csv_rows[0]['seeds'] == '3' and csv_rows[0]['episodes_per_seed'] == '40'
+  md = open(os.path.join(root, 'results.md')).read()
+  assert '| image_audio | meta_align | ours | 1 | 0 % | 3 x 40 |' in md
+
+
+def test_unpaired_when_episodes_missing(tmp_path):
+  root = str(tmp_path)
+  _fake_run(root, 't', 'meta_align', 0, [1, 0, 1, 1], with_episodes=False)
+  _fake_run(root, 't', 'no_align', 0, [0, 0, 1, 1])
+  row = {r['method']: r for r in results.aggregate(root)}['meta_align']
+  assert row['diff_paired'] == 'no'
+  assert row['diff_mean'] == pytest.approx(0.25)
+
+
+def test_groups_by_shots_and_noise(tmp_path):
+  root = str(tmp_path)
+  for noise in (0.0, 0.4):
+    for shots in (1, 5):
+      _fake_run(root, 't', 'no_align', 0, [0.5, 0.5], shots=shots, noise=noise)
+  rows = results.aggregate(root)
+  assert sorted((r['shots'], r['noise']) for r in rows) == [(1, 0.0), (1, 0.4), (5, 0.0),
+                                                            (5, 0.4)]
+
+
+def test_run_grid_skips_finished_runs(tmp_path):
+  root = str(tmp_path)
+  grid = sweep.Grid(cells=(sweep.Cell(('image_audio',), ('meta_align', 'no_align')),),
+                    seeds=(0, 1))
+  specs = sweep.grid_runs(grid, overrides={'train.num_steps': 5})
+  assert len(specs) == 4 and all(('train.num_steps', 5) in s.overrides for s in specs)
+  _fake_run(root, 'image_audio', 'meta_align', 0, [1.0])
+  status = sweep.run_grid(specs, root, dry_run=True, log=lambda _: None)
+  assert status['skipped'] == [os.path.join('image_audio', 'meta_align', 'k1_n0', 'seed0')]
+  assert len(status['pending']) == 3
+
+
+def test_build_config_applies_method_shots_noise():
+  spec = sweep.RunSpec('image_audio', 'target_only', 5, 0.4, 2, (('train.num_steps', 7),))
+  c = sweep.build_config(spec)
+  assert c.seed == 2 and c.train.num_steps == 7 and c.eval.shots == 5
+  assert tuple(c.task.meta_on) == ('target',) and not c.align.enabled
+  assert c.data.target_noise == c.data.align_noise == 0.4
+  # Target-side training tasks fit the target_train_shots examples per class.
+  assert c.task.shots + c.task.queries <= c.data.target_train_shots
+  oracle = sweep.build_config(sweep.RunSpec('image_audio', 'oracle', 1, 0.0, 0))
+  assert oracle.data.target_train_shots == 20 and oracle.task.shots == 1
+  assert sweep.build_config(sweep.RunSpec('digits_fsdd', 'meta_align', 1, 0.0, 0)).eval.ways == 3
