@@ -79,6 +79,11 @@ METHODS: dict[str, Method] = {
                          '(the paper\'s method)', {}),
     'meta_align_zh': Method('ours', 'meta-alignment with the classifier head re-zeroed before '
                             'every inner loop (meta.zero_head)', {'meta.zero_head': True}),
+    'meta_align_w5': Method('ours', 'meta-alignment with alignment weight 5 (align.weight)',
+                            {'align.weight': 5.0}),
+    'meta_align_tgt': Method('ours', 'meta-alignment plus Reptile on target tasks of the '
+                             'low-resource target data (meta_on source and target)',
+                             {'task.meta_on': ('source', 'target')}, finalize=_target_tasks),
     'fomaml_align': Method('ours', 'meta-alignment with first-order MAML', {'meta.learner': 'fomaml'}),
     'maml_align': Method('ours', 'meta-alignment with second-order MAML', {'meta.learner': 'maml'}),
     'protonet_align': Method('ours', 'meta-alignment with ProtoNets (prototype evaluation)',
@@ -132,8 +137,11 @@ _ALL = _CORE + ('meta_align_zh', 'supervised_ft', 'supervised_align', 'align_onl
                 'fomaml_align', 'maml_align', 'protonet_align', 'strong_infonce')
 # The reduced CPU protocol: few steps, no meta-validation (the final checkpoint is evaluated),
 # 600 fixed meta-test episodes.
-_CPU_SCALE = {'train.num_steps': 300, 'train.eval_every': 0, 'train.checkpoint_every': 300,
-              'train.log_every': 25, 'eval.num_episodes': 600, 'eval.batch_episodes': 100}
+# 2 tasks per step; evaluation in chunks of 5 episodes (an unrolled chunk of 50 fine-tuning
+# episodes takes minutes to compile on XLA:CPU, 5 take ~20 s and run at ~0.1 s per episode).
+_CPU_SCALE = {'train.num_steps': 200, 'train.eval_every': 0, 'train.checkpoint_every': 200,
+              'train.log_every': 20, 'task.tasks_per_device': 2, 'eval.num_episodes': 600,
+              'eval.batch_episodes': 5}
 
 GRIDS: dict[str, Grid] = {
     'cpu_core': Grid(
@@ -150,6 +158,11 @@ GRIDS: dict[str, Grid] = {
     'cpu_ablations': Grid(
         description='image->audio, 1-shot: the other baselines, ablations and meta-learners.',
         cells=(Cell(('image_audio',), _ALL),), scale=_CPU_SCALE),
+    'cpu_investigate': Grid(
+        description='image->audio, 1-shot: tuning meta-alignment (zero head, alignment weight, '
+                    'target tasks too).',
+        cells=(Cell(('image_audio',), ('meta_align_zh', 'meta_align_w5', 'meta_align_tgt')),),
+        scale=_CPU_SCALE),
     'cpu_digits': Grid(
         description='real image->speech: sklearn digits -> FSDD, 3-way 1-shot.',
         cells=(Cell(('digits_fsdd',), _CORE),), scale=_CPU_SCALE),
@@ -194,20 +207,24 @@ class RunSpec:
 
 def grid_runs(grid: Grid | str, *, seeds: Iterable[int] | None = None,
               overrides: dict | None = None) -> list[RunSpec]:
-  """The runs of `grid` (a `Grid` or a name of `GRIDS`), deduplicated, in a stable order."""
+  """The runs of `grid` (a `Grid` or a name of `GRIDS`), deduplicated, in a stable order.
+
+  Seeds are the outer loop: the first runs done are one seed of every cell, so a sweep cut
+  short still compares every method.
+  """
   grid = GRIDS[grid] if isinstance(grid, str) else grid
   extra = tuple(sorted({**grid.scale, **(overrides or {})}.items()))
   out, seen = [], set()
-  for cell in grid.cells:
-    for task in cell.tasks:
-      if task not in TASKS:
-        raise ValueError(f'Unknown task {task!r}; known: {sorted(TASKS)}.')
-      for method in cell.methods:
-        if method not in METHODS:
-          raise ValueError(f'Unknown method {method!r}; known: {sorted(METHODS)}.')
-        for shots in cell.shots:
-          for noise in cell.noise:
-            for seed in (grid.seeds if seeds is None else seeds):
+  for seed in (grid.seeds if seeds is None else seeds):
+    for cell in grid.cells:
+      for task in cell.tasks:
+        if task not in TASKS:
+          raise ValueError(f'Unknown task {task!r}; known: {sorted(TASKS)}.')
+        for method in cell.methods:
+          if method not in METHODS:
+            raise ValueError(f'Unknown method {method!r}; known: {sorted(METHODS)}.')
+          for shots in cell.shots:
+            for noise in cell.noise:
               spec = RunSpec(task, method, int(shots), float(noise), int(seed), extra)
               if spec.relpath not in seen:
                 seen.add(spec.relpath)
@@ -309,6 +326,13 @@ class _RecordingFewShot:
 
 def _main_one(argv: list[str]) -> None:
   """`python -m meta_align_jax.sweep RUN_JSON WORKDIR`: one run (used by `run_grid`'s workers)."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.INFO)
+  logging.use_absl_handler()
+  # Orbax reports every step of every save at INFO: keep its warnings only (as launch/run.py).
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  logging.get_absl_logger().addFilter(
+      lambda r: r.levelno >= std_logging.WARNING or f'{os.sep}orbax{os.sep}' not in r.pathname)
   with open(argv[0]) as f:
     d = json.load(f)
   spec = RunSpec(d['task'], d['method'], d['shots'], d['noise'], d['seed'],
