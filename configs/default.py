@@ -90,6 +90,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.execution.inner_loop = 'auto'      # auto | scan | unroll
   c.execution.map_batch_size = 0       # lax.map batch_size (vmap inside chunks); 0 = plain map
   c.execution.parallel = 'auto'        # auto | pmap | jit  (auto: pmap when >1 local device)
+  c.execution.map_encoders = ()        # sides ('source'/'target') whose encoder runs as a lax.map
+                                       # over vmapped tasks (ungrouped convs; models/registry.py)
 
   # --- Training loop.
   c.train = ml_collections.ConfigDict()

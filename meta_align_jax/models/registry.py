@@ -15,6 +15,8 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.custom_batching import sequential_vmap
 
 from meta_align_jax.models import image, sequence
 from meta_align_jax.models.layers import NORMS
@@ -102,6 +104,7 @@ class MetaAlignModel:
   global_head: Head | None
   source_input: jax.ShapeDtypeStruct
   target_input: jax.ShapeDtypeStruct
+  map_encoders: tuple[str, ...] = ()   # sides embedded through `mapped_over_batch`
 
   def init(self, rng) -> dict:
     """Initial parameters (one compiled call: eager op-by-op init is slow on CPU)."""
@@ -128,11 +131,53 @@ class MetaAlignModel:
   def embed(self, params: dict, x, side: str):
     """Embeds a batch `[B, ...]` of `side` ('source' or 'target') inputs into Z."""
     tower = self.source if side == 'source' else self.target
+    if side in self.map_encoders:
+      return _mapped_apply(tower)(params[side], x)
     return tower.apply({'params': params[side]}, x)
 
   def logits(self, params: dict, z, head: str = 'head'):
     module = self.head if head == 'head' else self.global_head
     return module.apply({'params': params[head]}, z)
+
+
+def mapped_over_batch(fn):
+  """`fn(p, x)` whose vmap (e.g. over tasks) runs as a `lax.map`, forward and backward.
+
+  Under `vmap` with per-task parameters `p` a convolution becomes a grouped convolution, which
+  cuDNN runs on slow kernels; this keeps the convolutions of `fn` ungrouped, one task after the
+  other, while the rest of the step stays vmapped (`config.execution.map_encoders`). The backward
+  pass recomputes the forward (a third more encoder FLOPs) and gives no gradient for `x` (inputs
+  are data). Outside vmap it is `fn`. Differentiable once: second-order MAML through it fails
+  (`jax.custom_batching` has no reverse-mode rule); Reptile, first-order MAML and alignment work.
+  """
+  fwd = sequential_vmap(fn)
+
+  @sequential_vmap
+  def bwd(p, x, g):
+    return jax.vjp(lambda q: fn(q, x), p)[1](g)[0]
+
+  @jax.custom_vjp
+  def f(p, x):
+    return fwd(p, x)
+
+  f.defvjp(lambda p, x: (fwd(p, x), (p, x)),
+           lambda res, g: (bwd(*res, g), jax.tree.map(_zero_cotangent, res[1])))
+  return f
+
+
+def _zero_cotangent(x):
+  if jnp.issubdtype(x.dtype, jnp.inexact):
+    return jnp.zeros_like(x)
+  return np.zeros(x.shape, jax.dtypes.float0)
+
+
+_MAPPED: dict = {}
+
+
+def _mapped_apply(tower):
+  if id(tower) not in _MAPPED:
+    _MAPPED[id(tower)] = (tower, mapped_over_batch(lambda p, x: tower.apply({'params': p}, x)))
+  return _MAPPED[id(tower)][1]
 
 
 def _encoder(side: str, side_config, model_config):
@@ -164,6 +209,7 @@ def build_model(config) -> MetaAlignModel:
   return MetaAlignModel(
       source=towers['source'], target=towers['target'], head=Head(ways, m.head),
       global_head=global_head,
+      map_encoders=tuple(config.execution.get('map_encoders', ())),
       source_input=jax.ShapeDtypeStruct(tuple(config.source.input_shape),
                                         input_dtype(config.source)),
       target_input=jax.ShapeDtypeStruct(tuple(config.target.input_shape),
