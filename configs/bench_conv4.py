@@ -1,0 +1,31 @@
+r"""Conv-4 speed target (issue 7): width 64 at 84x84, 5-way 1-shot + 5 queries, 5 inner SGD steps,
+bfloat16, full-network adaptation (Reptile adapts the whole encoder and head on the task's 30
+images). Alignment is off, so one task = one few-shot task: the unit of
+`../shared/bench/probe_task_parallelism.py` (176 tasks/s vmap, 366 map on an H100).
+
+  python bench/train_step.py --config configs/bench_conv4.py
+"""
+
+from configs import default
+
+
+def get_config():
+  c = default.get_config()
+  c.source.modality, c.source.encoder, c.source.input_shape = 'image', 'conv4', (84, 84, 3)
+  # Unused while alignment is off; a small valid target tower.
+  c.target.modality, c.target.encoder, c.target.input_shape = 'audio', 'temporal_conv', (8, 8)
+  c.model.width = 64
+  c.model.z_dim = 64
+  c.model.compute_dtype = 'bfloat16'
+  c.task.ways, c.task.shots, c.task.queries = 5, 1, 5
+  c.task.tasks_per_device = 64
+  c.align.enabled = False
+  c.meta.learner = 'reptile'
+  c.meta.inner_steps = 5
+  c.meta.inner_opt = 'sgd'
+  c.meta.adapt = 'all'
+  c.eval.ways, c.eval.shots, c.eval.queries = 5, 1, 5
+  # Fastest full-network strategy measured on an H100 (bench/README.md): lax.map over tasks.
+  c.execution.task_batching = 'map'
+  c.execution.inner_loop = 'scan'
+  return c
