@@ -50,6 +50,16 @@ def test_execution_strategies_give_the_same_update(learner):
   assert int(ref_state.step) == 1
 
 
+def test_mapped_encoders_equal_plain_vmap():
+  """`execution.map_encoders` runs an encoder task by task under vmap: same numbers."""
+  base = tiny_config(**{'execution.task_batching': 'vmap'})
+  mapped = tiny_config(**{'execution.task_batching': 'vmap',
+                          'execution.map_encoders': ('source', 'target')})
+  (s1, m1), (s2, m2) = _run(base, steps=1), _run(mapped, steps=1)
+  _assert_trees_close(s2.params, s1.params)
+  np.testing.assert_allclose(m2['loss'], m1['loss'], rtol=1e-5)
+
+
 def test_vmapped_tasks_equal_a_python_loop_over_tasks():
   """The mean of per-task gradients computed one task at a time, outside any batching."""
   from meta_align_jax.train_step import task_gradient
