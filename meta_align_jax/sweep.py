@@ -35,6 +35,7 @@ RUN_FILE = 'sweep_run.json'          # the run's labels, written before it start
 EPISODES_FILE = 'episode_accuracies.npy'
 RESULTS_FILE = 'eval_results.json'   # evaluate.RESULTS_FILE; its presence marks a finished run
 ERROR_FILE = 'error.txt'
+LOCK_FILE = 'running.pid'            # pid of the process running the run (several runners share a root)
 LOG_FILE = 'log.txt'
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,6 +46,13 @@ TASKS: dict[str, tuple[str, dict]] = {
     'text_image': ('configs/text_image.py', {}),
     'text_speech': ('configs/text_speech.py', {}),
     'digits_fsdd': ('configs/digits_fsdd.py', {'data.manual_dir': '../shared/data/fsdd'}),
+    # Diagnostics of image_audio: 2 target examples per meta-train class instead of 5, and the
+    # reverse direction (audio, the easier modality here, as the source).
+    'image_audio_tts2': ('configs/image_audio.py', {'data.target_train_shots': 2}),
+    'audio_image': ('configs/image_audio.py', {
+        'source.modality': 'audio', 'source.encoder': 'mel_cnn', 'source.input_shape': (32, 40),
+        'target.modality': 'image', 'target.encoder': 'conv4', 'target.input_shape': (32, 32, 3),
+        'data.source_feature': 'audio', 'data.target_feature': 'image'}),
 }
 
 
@@ -162,6 +170,11 @@ GRIDS: dict[str, Grid] = {
         description='image->audio, 1-shot: tuning meta-alignment (zero head, alignment weight, '
                     'target tasks too).',
         cells=(Cell(('image_audio',), ('meta_align_zh', 'meta_align_w5', 'meta_align_tgt')),),
+        scale=_CPU_SCALE),
+    'cpu_hypotheses': Grid(
+        description='Why target-only wins on image->audio: less target data (2 per class), and '
+                    'audio as the source.',
+        cells=(Cell(('image_audio_tts2', 'audio_image'), ('meta_align', 'target_only')),),
         scale=_CPU_SCALE),
     'cpu_digits': Grid(
         description='real image->speech: sklearn digits -> FSDD, 3-way 1-shot.',
@@ -341,14 +354,63 @@ def _main_one(argv: list[str]) -> None:
   run_one(spec, argv[1])
 
 
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def take_lock(workdir: str) -> bool:
+  """Atomically claims `workdir` for this process; False when a live process holds it."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, LOCK_FILE)
+  for _ in range(2):
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+      try:
+        with open(path) as f:
+          pid = int(f.read().strip() or 0)
+      except (OSError, ValueError):
+        pid = 0
+      if pid and _alive(pid):
+        return False
+      try:
+        os.remove(path)   # stale: its process is gone
+      except FileNotFoundError:
+        pass
+      continue
+    with os.fdopen(fd, 'w') as f:
+      f.write(str(os.getpid()))
+    return True
+  return False
+
+
+def _set_lock(workdir: str, pid: int | None) -> None:
+  path = os.path.join(workdir, LOCK_FILE)
+  if pid is None:
+    if os.path.exists(path):
+      os.remove(path)
+    return
+  with open(path + '.tmp', 'w') as f:
+    f.write(str(pid))
+  os.replace(path + '.tmp', path)
+
+
 def run_grid(specs: list[RunSpec], root: str, *, jobs: int = 1, dry_run: bool = False,
              log: Callable[[str], None] = print, env: dict | None = None) -> dict[str, list]:
   """Runs the unfinished `specs` under `root`, `jobs` at a time, each in its own process.
 
   Returns {'skipped': [...], 'done': [...], 'failed': [...]} of relpaths. A failed run leaves
-  `error.txt` (its log's tail) and does not stop the sweep.
+  `error.txt` (its log's tail) and does not stop the sweep. A run is claimed with a lock file
+  (`running.pid`) just before it starts, so several runners can work on one root: each skips
+  runs that are finished or held by a live process.
   """
-  status = {'skipped': [], 'done': [], 'failed': [], 'pending': []}
+  status = {'skipped': [], 'done': [], 'failed': [], 'pending': [], 'busy': []}
   todo = []
   for spec in specs:
     workdir = os.path.join(root, spec.relpath)
@@ -366,7 +428,10 @@ def run_grid(specs: list[RunSpec], root: str, *, jobs: int = 1, dry_run: bool = 
 
   def start(spec):
     workdir = os.path.join(root, spec.relpath)
-    os.makedirs(workdir, exist_ok=True)
+    if is_finished(workdir) or not take_lock(workdir):
+      status['busy'].append(spec.relpath)
+      log(f'skip  {spec.relpath} (finished or running elsewhere)')
+      return
     if os.path.exists(os.path.join(workdir, ERROR_FILE)):
       os.remove(os.path.join(workdir, ERROR_FILE))
     spec_path = os.path.join(workdir, RUN_FILE)
@@ -375,6 +440,7 @@ def run_grid(specs: list[RunSpec], root: str, *, jobs: int = 1, dry_run: bool = 
     logf = open(os.path.join(workdir, LOG_FILE), 'a')
     proc = subprocess.Popen([sys.executable, '-m', 'meta_align_jax.sweep', spec_path, workdir],
                             stdout=logf, stderr=subprocess.STDOUT, cwd=REPO, env=proc_env)
+    _set_lock(workdir, proc.pid)
     log(f'start {spec.relpath} (pid {proc.pid})')
     running.append((spec, proc, time.time(), logf))
 
@@ -390,6 +456,7 @@ def run_grid(specs: list[RunSpec], root: str, *, jobs: int = 1, dry_run: bool = 
       running.remove(item)
       logf.close()
       workdir = os.path.join(root, spec.relpath)
+      _set_lock(workdir, None)
       if proc.returncode == 0 and is_finished(workdir):
         status['done'].append(spec.relpath)
         with open(os.path.join(workdir, RESULTS_FILE)) as f:

@@ -114,3 +114,12 @@ def test_build_config_applies_method_shots_noise():
   oracle = sweep.build_config(sweep.RunSpec('image_audio', 'oracle', 1, 0.0, 0))
   assert oracle.data.target_train_shots == 20 and oracle.task.shots == 1
   assert sweep.build_config(sweep.RunSpec('digits_fsdd', 'meta_align', 1, 0.0, 0)).eval.ways == 3
+
+
+def test_lock_claims_a_run_once(tmp_path):
+  d = str(tmp_path / 'run')
+  assert sweep.take_lock(d)
+  assert not sweep.take_lock(d)          # held by this (live) process
+  with open(os.path.join(d, sweep.LOCK_FILE), 'w') as f:
+    f.write('999999999')                 # a process that does not exist: stale
+  assert sweep.take_lock(d)
