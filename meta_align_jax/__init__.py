@@ -7,6 +7,7 @@ losses, meta-learners, the train step) imports no TensorFlow, TFDS or librosa; o
 """
 
 from meta_align_jax.batches import random_batch, random_episodes
+from meta_align_jax.checkpoint import restore
 from meta_align_jax.models.registry import MetaAlignModel, build_model, register_encoder
 from meta_align_jax.train_step import (TrainState, init_train_state, make_eval_step,
                                        make_train_step, replicate, unreplicate)
@@ -14,6 +15,6 @@ from meta_align_jax.train_step import (TrainState, init_train_state, make_eval_s
 __all__ = [
     'MetaAlignModel', 'TrainState', 'build_model', 'init_train_state', 'make_eval_step',
     'make_train_step', 'random_batch', 'random_episodes', 'register_encoder', 'replicate',
-    'unreplicate',
+    'restore', 'unreplicate',
 ]
 __version__ = '0.1.0'

@@ -1,0 +1,284 @@
+"""Checkpoints of a run's work directory: the config used, Orbax train states, and `restore`.
+
+A work directory holds `config.json` (the config of the latest run in it) and `checkpoints/`, an
+Orbax `CheckpointManager` directory keeping the latest `config.train.keep_checkpoints` steps plus
+the one with the best meta-validation accuracy (`val_accuracy`, never meta-test). Each step stores
+the unreplicated train state as host arrays and a small JSON item with the shapes of every leaf,
+so a checkpoint that does not fit the model is refused with the leaves (and config fields) at
+fault, before Orbax reads any array.
+
+Orbax writes a step into a temporary directory and renames it when complete, so a process killed
+at any moment (even by SIGKILL) leaves only complete steps; leftover temporary directories are
+ignored and cleaned up by the next manager.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+
+from meta_align_jax import train_step as train_step_lib
+from meta_align_jax.models import registry
+
+CONFIG_FILE = 'config.json'
+CHECKPOINT_DIR = 'checkpoints'
+VAL_METRIC = 'val_accuracy'
+
+# Config fields that decide the shapes or dtypes of the train state: a workdir's checkpoints only
+# fit a config that agrees with the saved one on all of them.
+SHAPE_FIELDS = (
+    'source.modality', 'source.encoder', 'source.input_shape',
+    'target.modality', 'target.encoder', 'target.input_shape',
+    'model.width', 'model.hidden', 'model.z_dim', 'model.norm', 'model.vocab_size',
+    'model.text_layers', 'model.num_global_classes', 'task.ways', 'eval.ways', 'optim.name',
+)
+
+
+class IncompatibleCheckpointError(ValueError):
+  """A workdir's config or checkpoint does not fit the config or model at hand."""
+
+
+# --------------------------------------------------------------------------- config.json
+
+
+def _tuples(value):
+  """JSON turns tuples into lists; configs use tuples for every sequence field."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def _write_atomic(path: str, text: str) -> None:
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with open(tmp, 'w') as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def write_config(workdir: str, config) -> None:
+  """Saves `config` as WORKDIR/config.json (process 0 only; atomic)."""
+  if jax.process_index() != 0:
+    return
+  os.makedirs(workdir, exist_ok=True)
+  _write_atomic(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2) + '\n')
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict | None:
+  """The config saved in `workdir`, or None when there is none."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return ml_collections.ConfigDict(_tuples(json.load(f)))
+
+
+def _field(config, dotted: str):
+  node = config
+  for part in dotted.split('.'):
+    if part not in node:
+      return None
+    node = node[part]
+  return _tuples(node) if isinstance(node, list) else node
+
+
+def _norm(value):
+  return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def config_differences(saved, config, fields=None) -> list[tuple[str, Any, Any]]:
+  """(field, saved value, current value) for each differing field (all leaves when fields=None)."""
+  if fields is None:
+    flat = lambda c: {k: v for k, v in _flatten(c.to_dict())}
+    a, b = flat(saved), flat(config)
+    fields = sorted(set(a) | set(b))
+  out = []
+  for name in fields:
+    old, new = _norm(_field(saved, name)), _norm(_field(config, name))
+    if old != new:
+      out.append((name, old, new))
+  return out
+
+
+def _flatten(d: dict, prefix: str = ''):
+  for k, v in d.items():
+    if isinstance(v, dict):
+      yield from _flatten(v, f'{prefix}{k}.')
+    else:
+      yield f'{prefix}{k}', v
+
+
+def _describe(diffs) -> str:
+  return '; '.join(f'config.{n} is {new!r} but the workdir was trained with {old!r}'
+                   for n, old, new in diffs)
+
+
+def check_compatible(workdir: str, config) -> None:
+  """Refuses `config` for `workdir` when their saved config differs in a field that changes shapes.
+
+  Differences in other fields (steps, learning rate, evaluation settings) are allowed and logged.
+  """
+  saved = load_config(workdir)
+  if saved is None:
+    return
+  shape_diffs = config_differences(saved, config, SHAPE_FIELDS)
+  if shape_diffs:
+    raise IncompatibleCheckpointError(
+        f'{workdir} holds a run whose config is incompatible with this one: '
+        f'{_describe(shape_diffs)}. Use a fresh --workdir, or the saved config '
+        f'({os.path.join(workdir, CONFIG_FILE)}).')
+  other = config_differences(saved, config)
+  if other:
+    logging.warning('Config differs from the one saved in %s (allowed, no shape change): %s',
+                    workdir, _describe(other))
+
+
+# --------------------------------------------------------------------------- the manager
+
+
+def _val_metric(metrics) -> float:
+  return float((metrics or {}).get(VAL_METRIC, -np.inf))
+
+
+def make_manager(workdir: str, config=None, *, read_only: bool = False) -> ocp.CheckpointManager:
+  """CheckpointManager over WORKDIR/checkpoints: latest `config.train.keep_checkpoints` + best val.
+
+  A checkpoint saved with `metrics={VAL_METRIC: accuracy}` competes for 'best'; one saved without
+  is kept only while it is among the latest. With no validated checkpoint, best = latest.
+  """
+  keep = int(config.train.keep_checkpoints) if config is not None else 1
+  policies = ocp.checkpoint_managers
+  options = ocp.CheckpointManagerOptions(
+      best_fn=_val_metric, best_mode='max',
+      preservation_policy=policies.AnyPreservationPolicy([
+          policies.LatestN(n=keep),
+          policies.BestN(get_metric_fn=_val_metric, n=1, keep_checkpoints_without_metrics=False),
+      ]),
+      cleanup_tmp_directories=not read_only, read_only=read_only, create=not read_only,
+      save_interval_steps=0 if read_only else 1)
+  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
+                               options=options, item_names=('state', 'shapes'))
+
+
+def leaf_shapes(tree) -> dict[str, list[int]]:
+  """{'params/source/...': shape} for every array leaf of `tree` (arrays or ShapeDtypeStructs)."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {_path(p): [int(d) for d in np.shape(x)] for p, x in flat}
+
+
+def _path(keypath) -> str:
+  parts = []
+  for k in keypath:
+    for attr in ('key', 'name', 'idx'):
+      if hasattr(k, attr):
+        parts.append(str(getattr(k, attr)))
+        break
+    else:
+      parts.append(str(k))
+  return '/'.join(parts)
+
+
+def save(manager: ocp.CheckpointManager, state, *, metrics: dict | None = None) -> None:
+  """Saves an unreplicated train state at its step (asynchronously; all processes call this).
+
+  `metrics` must not be None for a checkpoint that competes for 'best' ({VAL_METRIC: accuracy});
+  others are saved with an empty metrics dict.
+  """
+  state = jax.device_get(state)
+  step = int(state.step)
+  if step in manager.all_steps():
+    return   # e.g. the end of a run that stopped exactly on a checkpoint step
+  manager.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state), shapes=ocp.args.JsonSave(leaf_shapes(state))),
+      metrics=dict(metrics or {}), force=True)
+
+
+def resolve_step(manager: ocp.CheckpointManager, step=None) -> int:
+  """Turns None/'latest', 'best' or an int (or digit string) into a saved step; errors list them."""
+  steps = sorted(manager.all_steps())
+  where = manager.directory
+  if not steps:
+    raise FileNotFoundError(f'No checkpoint in {where}: train first (--mode train).')
+  if step is None or step == 'latest':
+    return steps[-1]
+  if step == 'best':
+    best = manager.best_step()
+    if best is None or VAL_METRIC not in (manager.metrics(best) or {}):
+      logging.warning('No checkpoint in %s has a meta-validation accuracy; using the latest.',
+                      where)
+      return steps[-1]
+    return best
+  if isinstance(step, str) and not step.isdigit():
+    raise ValueError(f'checkpoint step {step!r}: use latest, best or a step number.')
+  if int(step) not in steps:
+    raise FileNotFoundError(f'No checkpoint for step {int(step)} in {where}; saved steps: {steps}.')
+  return int(step)
+
+
+def abstract_state(config, model) -> train_step_lib.TrainState:
+  """Shapes and dtypes of the train state for `config` (nothing is computed)."""
+  return jax.eval_shape(
+      lambda: train_step_lib.init_train_state(config, model, jax.random.key(config.seed)))
+
+
+def _check_shapes(saved: dict, expected: dict, step: int, where: str) -> None:
+  order = lambda k: (not k.startswith('params/'), k)   # parameters first: they name the cause
+  missing = sorted(set(expected) - set(saved), key=order)
+  extra = sorted(set(saved) - set(expected), key=order)
+  wrong = [(k, saved[k], expected[k]) for k in sorted(set(saved) & set(expected), key=order)
+           if list(saved[k]) != list(expected[k])]
+  if not (missing or extra or wrong):
+    return
+  lines = [f'{k}: checkpoint {tuple(a)}, model {tuple(b)}' for k, a, b in wrong]
+  lines += [f'{k}: in the model, not in the checkpoint' for k in missing]
+  lines += [f'{k}: in the checkpoint, not in the model' for k in extra]
+  shown = f' (first {_SHOW} shown)' if len(lines) > _SHOW else ''
+  raise IncompatibleCheckpointError(
+      f'Checkpoint step {step} in {where} does not fit the model built from the config; '
+      f'{len(lines)} leaves differ{shown}:\n  ' + '\n  '.join(lines[:_SHOW]))
+
+
+_SHOW = 6
+
+
+def restore_state(manager: ocp.CheckpointManager, config, model, step=None
+                  ) -> train_step_lib.TrainState:
+  """The train state saved at `step` (see `resolve_step`), as host numpy arrays."""
+  step = resolve_step(manager, step)
+  target = abstract_state(config, model)
+  saved = manager.restore(step, args=ocp.args.Composite(shapes=ocp.args.JsonRestore())).shapes
+  _check_shapes(saved, leaf_shapes(target), step, str(manager.directory))
+  return manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(target))).state
+
+
+def restore(workdir: str, step=None):
+  """Restores a run for evaluation or research code: `(config, model, state)`.
+
+  Args:
+    workdir: a work directory written by `train.train_and_evaluate`.
+    step: None or 'latest', 'best' (highest meta-validation accuracy) or a step number.
+
+  Returns:
+    The config saved in the workdir, the model built from it, and the unreplicated `TrainState`
+    (host numpy arrays) of that checkpoint.
+  """
+  config = load_config(workdir)
+  if config is None:
+    raise FileNotFoundError(f'{os.path.join(workdir, CONFIG_FILE)} not found: {workdir} is not a '
+                            'work directory written by launch/run.py.')
+  model = registry.build_model(config)
+  manager = make_manager(workdir, config, read_only=True)
+  try:
+    state = restore_state(manager, config, model, step)
+  finally:
+    manager.close()
+  return config, model, state

@@ -1,0 +1,316 @@
+"""Evaluation protocol: target few-shot accuracy on fixed episodes, and cross-modal retrieval.
+
+Evaluators are small objects in a registry keyed by name (`EVALUATORS`, `register`). Each is
+built once from `(config, model, data, split=..., workdir=..., jit_cache=...)`, which loads its
+fixed data and compiles nothing yet, and is then called with parameters, returning named metrics.
+Evaluators given the same `jit_cache` dict share their jitted functions, so meta-validation and
+meta-test episodes of one shape compile once (an unrolled evaluation step can take minutes to
+compile on CPU). Adding an evaluator touches neither the training loop nor `evaluate`.
+
+- `few_shot`: target-modality N-way K-shot tasks on the held-out classes of a split, from the
+  fixed episode list `data.make_eval_episodes`. Each episode is adapted on its support by
+  `make_eval_step` (fine-tuning for `config.eval.inner_steps`, or prototypes) and its queries
+  scored; reported: mean accuracy and its 95 % confidence interval 1.96 * std / sqrt(n) over the
+  episodes. Episodes go through one compiled call per `config.eval.batch_episodes`; the last chunk
+  is padded (with repeated episodes, dropped from the result) so that one shape compiles.
+- `retrieval`: every item of one modality queries all items of the other (cosine similarity in
+  Z, embeddings from `model.embed` under jit); a hit is a retrieved item of the query's class.
+  Reported per direction (source_to_target, target_to_source): R@1, R@5, R@10 and the median
+  rank of the first hit.
+
+`evaluate(config, workdir, checkpoint=...)` restores a checkpoint, runs the evaluators of
+`config.eval` and writes WORKDIR/eval_results.json; `format_results` renders the console table.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from meta_align_jax import checkpoint as checkpoint_lib
+from meta_align_jax import train_step as train_step_lib
+from meta_align_jax.models import registry
+
+RESULTS_FILE = 'eval_results.json'
+RECALL_AT = (1, 5, 10)
+_EMBED_BATCH = 256      # examples per compiled embedding call (the last call is padded)
+_RANK_BLOCK = 1024      # queries scored at once on the host (memory: block x gallery floats)
+
+EVALUATORS: dict[str, Callable[..., Any]] = {}
+
+
+def register(name: str):
+  """Class decorator adding an evaluator to `EVALUATORS` under `name`."""
+  def add(cls):
+    EVALUATORS[name] = cls
+    return cls
+  return add
+
+
+def data_api(data=None):
+  """The data pipeline: `data` when given (tests, research code), else `meta_align_jax.data`.
+
+  Anything with `make_train_iterator`, `make_eval_episodes`, `make_retrieval_set` (and optionally
+  `make_splits`) of the data contract will do.
+  """
+  return data if data is not None else importlib.import_module('meta_align_jax.data')
+
+
+def evaluator_names(config) -> tuple[str, ...]:
+  return ('few_shot',) + (('retrieval',) if config.eval.retrieval else ())
+
+
+def make_evaluators(config, model, data, *, split: str, workdir: str | None = None,
+                    names=None, jit_cache: dict | None = None) -> dict[str, Any]:
+  """Builds the named evaluators (default: those `config.eval` asks for), loading their data."""
+  names = tuple(names or evaluator_names(config))
+  unknown = [n for n in names if n not in EVALUATORS]
+  if unknown:
+    raise ValueError(f'Unknown evaluator(s) {unknown}; known: {sorted(EVALUATORS)}.')
+  jit_cache = {} if jit_cache is None else jit_cache
+  return {n: EVALUATORS[n](config, model, data, split=split, workdir=workdir, jit_cache=jit_cache)
+          for n in names}
+
+
+def _cached(jit_cache: dict, key: str, make: Callable[[], Any]):
+  if key not in jit_cache:
+    jit_cache[key] = make()
+  return jit_cache[key]
+
+
+def _on_one_device(params):
+  """Commits parameters to the first local device: one signature, so one compile, whether they
+  come from a checkpoint (host arrays), a jitted loop or a pmapped one."""
+  return jax.device_put(params, jax.local_devices()[0])
+
+
+# --------------------------------------------------------------------------- few-shot accuracy
+
+
+def _episode_arrays(episodes) -> dict:
+  """The part of an episode dict the eval step takes (drops e.g. `support_clean_y`)."""
+  return {part: {k: np.asarray(episodes[part][k]) for k in ('x', 'y')}
+          for part in ('support', 'query')}
+
+
+def mean_ci95(values) -> tuple[float, float]:
+  """Mean and the half-width of its normal 95 % confidence interval, 1.96 * std / sqrt(n)."""
+  values = np.asarray(values, np.float64)
+  return float(values.mean()), float(1.96 * values.std() / np.sqrt(values.size))
+
+
+@register('few_shot')
+class FewShotEvaluator:
+  """Accuracy on a fixed list of target few-shot episodes of `split`'s classes."""
+
+  def __init__(self, config, model, data, *, split: str, workdir: str | None = None,
+               num_episodes: int | None = None, jit_cache: dict | None = None):
+    self.split = split
+    num_episodes = int(num_episodes or config.eval.num_episodes)
+    episodes = _episode_arrays(data.make_eval_episodes(config, split, num_episodes=num_episodes,
+                                                       workdir=workdir))
+    self.num_episodes = episodes['query']['y'].shape[0]
+    if self.num_episodes != num_episodes:
+      raise ValueError(f'The data pipeline gave {self.num_episodes} {split!r} episodes; '
+                       f'{num_episodes} were asked for.')
+    self._episodes = episodes
+    self._chunk = min(int(config.eval.batch_episodes), self.num_episodes)
+    self._eval_step = _cached({} if jit_cache is None else jit_cache, 'eval_step/target',
+                              lambda: train_step_lib.make_eval_step(config, model, side='target'))
+
+  def episode_accuracies(self, params) -> np.ndarray:
+    n, chunk = self.num_episodes, self._chunk
+    params = _on_one_device(params)
+    outs = []
+    for start in range(0, n, chunk):
+      idx = np.arange(start, start + chunk) % n   # the last chunk wraps around: one shape
+      batch = jax.tree.map(lambda a, idx=idx: a[idx], self._episodes)
+      outs.append((self._eval_step(params, batch)['accuracy'], min(chunk, n - start)))
+    return np.concatenate([np.asarray(acc)[:k] for acc, k in outs])   # one host sync, at the end
+
+  def __call__(self, params) -> dict:
+    mean, ci95 = mean_ci95(self.episode_accuracies(params))
+    return {'accuracy_mean': mean, 'accuracy_ci95': ci95, 'num_episodes': self.num_episodes}
+
+
+# --------------------------------------------------------------------------- retrieval
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+  x = np.asarray(x, np.float32)
+  return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
+
+
+def first_hit_ranks(query, gallery, query_y, gallery_y) -> np.ndarray:
+  """1-based rank of the first gallery item of the query's class, by cosine similarity.
+
+  Ties count in the query's favour (only strictly more similar items rank above). Queries whose
+  class is absent from the gallery get rank 0 (left out by `retrieval_metrics`).
+  """
+  query, gallery = _normalize(query), _normalize(gallery)
+  query_y, gallery_y = np.asarray(query_y), np.asarray(gallery_y)
+  ranks = []
+  for start in range(0, len(query), _RANK_BLOCK):
+    sim = query[start:start + _RANK_BLOCK] @ gallery.T
+    same = query_y[start:start + _RANK_BLOCK, None] == gallery_y[None, :]
+    best = np.where(same, sim, -np.inf).max(axis=1)
+    rank = 1 + (sim > best[:, None]).sum(axis=1)
+    ranks.append(np.where(same.any(axis=1), rank, 0))
+  return np.concatenate(ranks) if ranks else np.zeros([0], np.int64)
+
+
+def retrieval_metrics(query, gallery, query_y, gallery_y, ks=RECALL_AT) -> dict:
+  """R@k (fraction of queries with a same-class item in the top k) and the median first-hit rank."""
+  ranks = first_hit_ranks(query, gallery, query_y, gallery_y)
+  ranks = ranks[ranks > 0]
+  if not ranks.size:
+    raise ValueError('Retrieval: no query has an item of its class in the gallery.')
+  out = {f'R@{k}': float((ranks <= k).mean()) for k in ks}
+  out['median_rank'] = float(np.median(ranks))
+  out['num_queries'] = int(ranks.size)
+  return out
+
+
+def _embed_all(embed, params, x: np.ndarray) -> np.ndarray:
+  n, chunk = len(x), min(_EMBED_BATCH, len(x))
+  outs = []
+  for start in range(0, n, chunk):
+    idx = np.arange(start, start + chunk) % n
+    outs.append((embed(params, x[idx]), min(chunk, n - start)))
+  return np.concatenate([np.asarray(z)[:k] for z, k in outs])
+
+
+@register('retrieval')
+class RetrievalEvaluator:
+  """Cross-modal retrieval R@1/5/10 and median rank on `split`'s classes, both directions."""
+
+  def __init__(self, config, model, data, *, split: str, workdir: str | None = None,
+               jit_cache: dict | None = None):
+    del workdir   # the retrieval set is a pure function of the config and the split
+    self.split = split
+    rs = data.make_retrieval_set(config, split)
+    self._x = {'source': np.asarray(rs['source_x']), 'target': np.asarray(rs['target_x'])}
+    self._y = {'source': np.asarray(rs.get('source_y', rs['y'])),
+               'target': np.asarray(rs.get('target_y', rs['y']))}
+    jit_cache = {} if jit_cache is None else jit_cache
+    embed = lambda side: lambda: jax.jit(functools.partial(model.embed, side=side))
+    self._embed = {side: _cached(jit_cache, f'embed/{side}', embed(side))
+                   for side in ('source', 'target')}
+
+  def __call__(self, params) -> dict:
+    params = _on_one_device(params)
+    z = {side: _embed_all(self._embed[side], params, self._x[side]) for side in self._x}
+    return {'retrieval': {
+        'source_to_target': retrieval_metrics(z['source'], z['target'], self._y['source'],
+                                              self._y['target']),
+        'target_to_source': retrieval_metrics(z['target'], z['source'], self._y['target'],
+                                              self._y['source']),
+    }}
+
+
+# --------------------------------------------------------------------------- the protocol
+
+
+def run_evaluators(evaluators: dict, params) -> dict:
+  results = {}
+  for evaluator in evaluators.values():
+    results.update(evaluator(params))
+  return results
+
+
+def flat_scalars(results: dict, prefix: str) -> dict[str, float]:
+  """{'<prefix>/accuracy_mean': ..., '<prefix>/retrieval/source_to_target/R@1': ...}; no counts."""
+  out = {}
+  for k, v in results.items():
+    if k.startswith('num_'):
+      continue
+    if isinstance(v, dict):
+      out.update(flat_scalars(v, f'{prefix}/{k}'))
+    elif isinstance(v, (int, float, np.number)) and not isinstance(v, bool):
+      out[f'{prefix}/{k}'] = float(v)
+  return out
+
+
+def write_results(workdir: str, results: dict) -> str:
+  """Writes WORKDIR/eval_results.json (process 0 only; atomic) and returns its path."""
+  path = os.path.join(workdir, RESULTS_FILE)
+  if jax.process_index() == 0:
+    tmp = f'{path}.tmp-{os.getpid()}'
+    with open(tmp, 'w') as f:
+      json.dump(results, f, indent=2)
+      f.write('\n')
+    os.replace(tmp, path)
+  return path
+
+
+def evaluate(config, workdir: str, *, checkpoint='best', data=None, evaluators=None,
+             writer=None) -> dict:
+  """Evaluates a checkpoint of `workdir` on `config.eval.split`; writes eval_results.json.
+
+  Args:
+    config: the run's config (its `eval` fields say what to evaluate); it must agree with the
+      workdir's saved config on every field that changes shapes.
+    workdir: a work directory with checkpoints.
+    checkpoint: 'best' (meta-validation accuracy; the latest when none was validated), 'latest'
+      or a step number.
+    data: the data pipeline (see `data_api`).
+    evaluators: prebuilt evaluators (from `make_evaluators`), to reuse compiled functions.
+    writer: an optional clu MetricWriter for `<split>/...` scalars at the checkpoint's step.
+
+  Returns:
+    The results dict written to eval_results.json.
+  """
+  checkpoint_lib.check_compatible(workdir, config)
+  model = registry.build_model(config)
+  split = config.eval.split
+  if evaluators is None:
+    evaluators = make_evaluators(config, model, data_api(data), split=split, workdir=workdir)
+  manager = checkpoint_lib.make_manager(workdir, config, read_only=True)
+  try:
+    step = checkpoint_lib.resolve_step(manager, checkpoint)
+    state = checkpoint_lib.restore_state(manager, config, model, step)
+  finally:
+    manager.close()
+  e = config.eval
+  results = {
+      'split': split, 'checkpoint': str(checkpoint), 'checkpoint_step': step,
+      'source_modality': config.source.modality, 'target_modality': config.target.modality,
+      'ways': e.ways, 'shots': e.shots, 'queries': e.queries, 'method': e.method,
+  }
+  results.update(run_evaluators(evaluators, state.params))
+  write_results(workdir, results)
+  if writer is not None:
+    writer.write_scalars(step, flat_scalars(results, split))
+    writer.flush()
+  return results
+
+
+def format_results(results: dict) -> str:
+  """A short console table of `evaluate`'s results."""
+  r = results
+  which = f" ({r['checkpoint']})" if r['checkpoint'] in ('best', 'latest') else ''
+  lines = []
+  if 'accuracy_mean' in r:
+    lines += [f"Target few-shot: {r['target_modality']}, {r['ways']}-way {r['shots']}-shot "
+              f"({r['method']}), split {r['split']}, {r['num_episodes']} episodes, checkpoint "
+              f"step {r['checkpoint_step']}{which}",
+              f"  accuracy  {100 * r['accuracy_mean']:.2f} % +/- {100 * r['accuracy_ci95']:.2f} % "
+              '(95 % CI)']
+  if 'retrieval' in r:
+    names = {'source_to_target': f"{r['source_modality']} -> {r['target_modality']}",
+             'target_to_source': f"{r['target_modality']} -> {r['source_modality']}"}
+    width = max(len(n) for n in names.values()) + 2
+    lines.append(f"Cross-modal retrieval: split {r['split']}")
+    lines.append('  ' + ' ' * width + ''.join(f'{f"R@{k}":>8}' for k in RECALL_AT)
+                 + f'{"median rank":>13}')
+    for key, name in names.items():
+      m = r['retrieval'][key]
+      lines.append(f'  {name:<{width}}' + ''.join(f"{100 * m[f'R@{k}']:7.1f}%" for k in RECALL_AT)
+                   + f"{m['median_rank']:13.1f}")
+  return '\n'.join(lines)

@@ -1,0 +1,503 @@
+"""Tests of the training loop, checkpoints, resume, guard rails and the evaluation protocol.
+
+Batches come from `FakeData`, an in-memory stand-in for `meta_align_jax.data` with the data
+contract's shapes whose batch for step s is a pure function of (seed, s); it is passed to the
+library through its `data=` seam. One test runs the real `synthetic_concepts` pipeline through
+`launch/run.py` and is skipped when the data package is not there.
+
+Run from the repository root: `python -m pytest tests/test_train_loop.py`.
+"""
+
+import functools
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import jax
+import numpy as np
+import pytest
+
+from configs import test as test_config
+import meta_align_jax
+from meta_align_jax import checkpoint, evaluate, jsonl_writer, parallel, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --------------------------------------------------------------------------- fake data
+
+
+class FakeData:
+  """Class-structured Gaussian data in the contract's layout; classes split 50/25/25 %.
+
+  Args:
+    num_classes: 12 by default (6 meta-train, 3 meta-val, 3 meta-test classes).
+    nan_at: batch index (0-based step) whose source inputs are NaN.
+    hooks: {batch index: callable} run when that batch is drawn (e.g. to send a signal).
+  """
+
+  def __init__(self, num_classes=12, nan_at=None, hooks=None):
+    self.nan_at, self.hooks = nan_at, dict(hooks or {})
+    quarter = num_classes // 4
+    self._ranges = {'train': range(0, num_classes - 2 * quarter),
+                    'val': range(num_classes - 2 * quarter, num_classes - quarter),
+                    'test': range(num_classes - quarter, num_classes)}
+
+  def make_splits(self, config, workdir=None):
+    return {split: [f'c{i}' for i in r] for split, r in self._ranges.items()}
+
+  def _x(self, config, side, classes, rng):
+    shape = tuple(config[side].input_shape)
+    protos = np.stack([np.random.default_rng([config.seed, 99, c, side == 'target'])
+                       .normal(size=shape) for c in range(int(classes.max()) + 1)]
+                      ).astype(np.float32)
+    return protos[classes] + 0.5 * rng.normal(size=classes.shape + shape).astype(np.float32)
+
+  def _task(self, config, side, classes, shots, queries, rng):
+    ways = len(classes)
+    sy, qy = np.repeat(np.arange(ways), shots), np.repeat(np.arange(ways), queries)
+    return {'support': {'x': self._x(config, side, classes[sy], rng), 'y': sy.astype(np.int32)},
+            'query': {'x': self._x(config, side, classes[qy], rng), 'y': qy.astype(np.int32)}}
+
+  def _classes(self, split, ways, rng):
+    r = self._ranges[split]
+    if ways > len(r):
+      raise ValueError(f'{ways}-way tasks but split {split!r} has {len(r)} classes')
+    return r.start + rng.choice(len(r), ways, replace=False)
+
+  def _batch(self, config, step):
+    rng = np.random.default_rng([config.seed, step])
+    t, a = config.task, config.align
+    devices = parallel.num_batch_devices(config)
+    tasks = []
+    for _ in range((devices or 1) * t.tasks_per_device):
+      task = {side: self._task(config, side, self._classes('train', t.ways, rng), t.shots,
+                               t.queries, rng) for side in t.meta_on}
+      classes = self._classes('train', a.ways, rng)
+      y = np.repeat(np.arange(a.ways), a.pairs // a.ways)
+      task['align'] = {'source_x': self._x(config, 'source', classes[y], rng),
+                       'target_x': self._x(config, 'target', classes[y], rng),
+                       'y': y.astype(np.int32)}
+      tasks.append(task)
+    batch = jax.tree.map(lambda *xs: np.stack(xs), *tasks)
+    lead = (devices,) if devices else ()
+    batch = jax.tree.map(lambda x: x.reshape(lead + (t.tasks_per_device,) + x.shape[1:]), batch)
+    if step == self.nan_at:
+      batch['source']['support']['x'][:] = np.nan
+    return batch
+
+  def make_train_iterator(self, config, *, start_step=0, workdir=None):
+    for step in itertools.count(start_step):
+      if step in self.hooks:
+        self.hooks[step]()
+      yield self._batch(config, step)
+
+  def make_eval_episodes(self, config, split, num_episodes=None, workdir=None):
+    e = config.eval
+    rng = np.random.default_rng([config.seed, 7, self._ranges[split].start])
+    episodes = [self._task(config, 'target', self._classes(split, e.ways, rng), e.shots,
+                           e.queries, rng) for _ in range(num_episodes or e.num_episodes)]
+    return jax.tree.map(lambda *xs: np.stack(xs), *episodes)
+
+  def make_retrieval_set(self, config, split):
+    r = self._ranges[split]
+    y = np.repeat(np.arange(r.start, r.stop), 4)
+    rng = np.random.default_rng([config.seed, 8, r.start])
+    return {'source_x': self._x(config, 'source', y, rng),
+            'target_x': self._x(config, 'target', y, rng), 'y': y}
+
+
+@pytest.fixture(autouse=True, scope='module')
+def compilation_cache(request):
+  """A persistent XLA cache: most tests compile the same tiny steps; reruns reuse them too."""
+  path = str(request.config.cache.mkdir('jax_compilation_cache'))
+  old = {k: getattr(jax.config, k) for k in _CACHE_SETTINGS}
+  for k, v in _CACHE_SETTINGS.items():
+    jax.config.update(k, path if v is None else v)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = path   # for subprocesses
+  yield path
+  for k, v in old.items():
+    jax.config.update(k, v)
+  os.environ.pop('JAX_COMPILATION_CACHE_DIR', None)
+
+
+_CACHE_SETTINGS = {'jax_compilation_cache_dir': None,
+                   'jax_persistent_cache_min_compile_time_secs': 0.0,
+                   'jax_persistent_cache_min_entry_size_bytes': 0}
+
+
+@pytest.fixture
+def step_calls(monkeypatch):
+  """Records every call of a train step built by the loop (the first call compiles)."""
+  calls = []
+  make = train.train_step_lib.make_train_step
+
+  def recording_make_train_step(*args, **kwargs):
+    step = make(*args, **kwargs)
+    return lambda *a: (calls.append(1), step(*a))[1]
+
+  monkeypatch.setattr(train.train_step_lib, 'make_train_step', recording_make_train_step)
+  return calls
+
+
+def _config(**overrides):
+  c = test_config.get_config()
+  for dotted, value in overrides.items():
+    node = c
+    *path, leaf = dotted.split('.')
+    for p in path:
+      node = node[p]
+    node[leaf] = value
+  return c
+
+
+def _records(workdir):
+  with open(os.path.join(workdir, train.METRICS_FILE)) as f:
+    return [json.loads(line) for line in f]
+
+
+def _steps(workdir):
+  manager = checkpoint.make_manager(workdir, read_only=True)
+  try:
+    return sorted(manager.all_steps())
+  finally:
+    manager.close()
+
+
+def _assert_trees_close(a, b, **kw):
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), **kw), a, b)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_train_checkpoint_resume_eval(tmp_path, monkeypatch):
+  eval_steps = []
+  make_eval_step = train.train_step_lib.make_eval_step
+  monkeypatch.setattr(train.train_step_lib, 'make_eval_step',
+                      lambda *a, **k: eval_steps.append(make_eval_step(*a, **k)) or eval_steps[-1])
+  workdir = str(tmp_path / 'run')
+  run = train.train_and_evaluate(_config(), workdir, data=FakeData())
+  assert run.finished and run.step == 6
+  # Meta-val during training and meta-test after it shared one compiled evaluation step.
+  assert len(eval_steps) == 1 and eval_steps[0]._cache_size() == 1
+  names = set(os.listdir(workdir))
+  assert {'config.json', 'checkpoints', 'metrics.jsonl', 'eval_results.json'} <= names
+  assert any(n.startswith('events.out.tfevents') for n in names)
+  assert _steps(workdir) == [3, 6]   # latest 2 (3 is also the only other validated step)
+  results = json.load(open(os.path.join(workdir, 'eval_results.json')))
+  for key in ('accuracy_mean', 'accuracy_ci95', 'num_episodes', 'split', 'checkpoint_step',
+              'retrieval'):
+    assert key in results
+  assert results['num_episodes'] == 6 and results['split'] == 'test'
+  assert results['checkpoint_step'] in (3, 6) and results['checkpoint'] == 'best'
+  assert 0.0 <= results['accuracy_mean'] <= 1.0 and results['accuracy_ci95'] >= 0.0
+  for direction in ('source_to_target', 'target_to_source'):
+    r = results['retrieval'][direction]
+    assert set(r) == {'R@1', 'R@5', 'R@10', 'median_rank', 'num_queries'}
+    assert r['R@1'] <= r['R@5'] <= r['R@10'] == 1.0   # 3 classes of 4 items: top 10 always hits
+  assert 'accuracy' in evaluate.format_results(results)
+  records = _records(workdir)
+  keys = set().union(*records)
+  for key in ('train/loss', 'train/meta_loss', 'train/align_loss', 'train/step_time',
+              'val/accuracy_mean', 'val/accuracy_ci95'):
+    assert key in keys, key
+  assert [r['step'] for r in records if 'train/loss' in r] == [2, 4, 6]
+
+  # Resume to 9 steps: starts from step 6; metrics continue without repeating steps.
+  run = train.train_and_evaluate(_config(**{'train.num_steps': 9}), workdir, data=FakeData())
+  assert run.step == 9
+  assert [r['step'] for r in _records(workdir) if 'train/loss' in r] == [2, 4, 6, 8, 9]
+  assert 9 in _steps(workdir)
+  # Eval-only: latest, then an explicit step.
+  latest = evaluate.evaluate(_config(), workdir, checkpoint='latest', data=FakeData())
+  assert latest['checkpoint_step'] == 9
+  config, _, state = meta_align_jax.restore(workdir, step='latest')
+  assert int(state.step) == 9 and config.train.num_steps == 9
+
+
+def test_resumed_run_matches_uninterrupted(tmp_path):
+  full, split = str(tmp_path / 'full'), str(tmp_path / 'split')
+  config = _config(**{'train.eval_every': 0, 'eval.retrieval': False})
+  train.train(config, full, data=FakeData())
+  train.train(_config(**{'train.eval_every': 0, 'train.num_steps': 4}), split, data=FakeData())
+  assert _steps(split)[-1] == 4
+  train.train(config, split, data=FakeData())
+  _, _, a = checkpoint.restore(full)
+  _, _, b = checkpoint.restore(split)
+  assert int(a.step) == int(b.step) == 6
+  _assert_trees_close(a.params, b.params, rtol=1e-5, atol=1e-6)
+  _assert_trees_close(a.opt_state, b.opt_state, rtol=1e-5, atol=1e-6)
+
+
+def test_sigterm_saves_checkpoint_and_stops(tmp_path, step_calls):
+  workdir = str(tmp_path / 'run')
+  # The signal arrives while batch 4 is drawn: step 5 completes, is checkpointed (without the
+  # meta-validation due at step 5: a preempted run must save quickly), and the run stops.
+  data = FakeData(hooks={4: lambda: os.kill(os.getpid(), signal.SIGTERM)})
+  config = _config(**{'train.eval_every': 5, 'train.checkpoint_every': 100})
+  run = train.train_and_evaluate(config, workdir, data=data)
+  assert run.stopped_by == signal.SIGTERM and run.step == 5 and run.eval_results is None
+  assert len(step_calls) == 5
+  assert _steps(workdir) == [5]
+  manager = checkpoint.make_manager(workdir, read_only=True)
+  assert checkpoint.VAL_METRIC not in (manager.metrics(5) or {})
+  manager.close()
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL   # handler put back
+  run = train.train(config, workdir, data=FakeData())
+  assert run.finished and _steps(workdir) == [5, 6]
+
+
+def _worker(workdir, num_steps):
+  """Subprocess body for the SIGKILL test: a long run checkpointing every step."""
+  config = _config(**{'train.num_steps': num_steps, 'train.checkpoint_every': 1,
+                      'train.eval_every': 0, 'train.log_every': 1})
+  train.train(config, workdir, data=FakeData())
+
+
+def test_sigkill_mid_run_then_resume(tmp_path):
+  workdir = str(tmp_path / 'run')
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, 'tests')]),
+             JAX_PLATFORMS='cpu', JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  proc = subprocess.Popen([sys.executable, __file__, workdir, '1000'], env=env, cwd=REPO,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  ckpt_dir = os.path.join(workdir, checkpoint.CHECKPOINT_DIR)
+  deadline = time.monotonic() + 120
+  while time.monotonic() < deadline:   # wait for a few complete steps, then kill mid-save
+    done = [d for d in os.listdir(ckpt_dir) if d.isdigit()] if os.path.isdir(ckpt_dir) else []
+    if len(done) >= 2 and max(map(int, done)) >= 3:
+      break
+    assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+    time.sleep(0.05)
+  else:
+    proc.kill()
+    pytest.fail('the worker wrote no checkpoint in 120 s')
+  time.sleep(0.13)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  proc.stderr.close()
+  killed_at = _steps(workdir)[-1]
+  assert 3 <= killed_at < 1000
+  config = _config(**{'train.num_steps': killed_at + 2, 'train.eval_every': 0})
+  run = train.train(config, workdir, data=FakeData())
+  assert run.finished and run.step == killed_at + 2
+  for step in _steps(workdir):   # every checkpoint left on disk restores
+    _, _, state = checkpoint.restore(workdir, step=step)
+    assert int(state.step) == step
+
+
+# --------------------------------------------------------------------------- guard rails
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(tmp_path):
+  workdir = str(tmp_path / 'run')
+  config = _config(**{'train.eval_every': 0})
+  with pytest.raises(FloatingPointError, match='step 5'):
+    train.train(config, workdir, data=FakeData(nan_at=4))   # batch 4 feeds step 5
+  assert _steps(workdir) == [3]
+  _, _, state = checkpoint.restore(workdir)
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
+
+
+@pytest.mark.parametrize('overrides, field', [
+    ({'source.encoder': 'conv5'}, 'config.source.encoder'),
+    ({'task.ways': 7}, 'config.task.ways'),
+    ({'eval.ways': 4}, 'config.eval.ways'),
+    ({'align.ways': 7, 'align.pairs': 14}, 'config.align.ways'),
+    ({'task.meta_on': ('audio',)}, 'config.task.meta_on'),
+    ({'align.pairs': 7}, 'config.align.pairs'),
+    ({'train.log_every': 0}, 'config.train.log_every'),
+    ({'train.keep_checkpoints': 0}, 'config.train.keep_checkpoints'),
+    ({'eval.split': 'holdout'}, 'config.eval.split'),
+    ({'execution.parallel': 'spmd'}, 'config.execution.parallel'),
+])
+def test_invalid_config_fails_before_compiling(tmp_path, overrides, field, step_calls):
+  with pytest.raises(ValueError, match=field.replace('.', r'\.')):
+    train.train_and_evaluate(_config(**overrides), str(tmp_path / 'run'), data=FakeData())
+  assert not step_calls   # the train step was never called, so nothing compiled
+
+
+def test_incompatible_checkpoint_refused(tmp_path):
+  workdir = str(tmp_path / 'run')
+  config = _config(**{'train.num_steps': 3, 'train.eval_every': 0, 'eval.retrieval': False})
+  train.train(config, workdir, data=FakeData())
+  wider = _config(**{'train.num_steps': 3, 'train.eval_every': 0, 'model.width': 16})
+  with pytest.raises(checkpoint.IncompatibleCheckpointError, match=r'config\.model\.width'):
+    train.train(wider, workdir, data=FakeData())
+  with pytest.raises(checkpoint.IncompatibleCheckpointError, match=r'config\.model\.width'):
+    evaluate.evaluate(wider, workdir, data=FakeData())
+  # Without config.json the parameter shapes still catch it, naming the leaves.
+  os.remove(os.path.join(workdir, checkpoint.CONFIG_FILE))
+  with pytest.raises(checkpoint.IncompatibleCheckpointError, match=r'params/source/.*kernel'):
+    train.train(wider, workdir, data=FakeData())
+
+
+# --------------------------------------------------------------------------- evaluation pieces
+
+
+def test_eval_modes_restore_requested_checkpoint(tmp_path):
+  workdir = str(tmp_path / 'run')
+  config = _config(**{'train.keep_checkpoints': 1, 'eval.retrieval': False})
+  train.train(config, workdir, data=FakeData())
+  steps = _steps(workdir)
+  assert 6 in steps and len(steps) <= 2   # latest 1 + the best by meta-validation
+  manager = checkpoint.make_manager(workdir, read_only=True)
+  best = checkpoint.resolve_step(manager, 'best')
+  assert checkpoint.VAL_METRIC in manager.metrics(best)
+  manager.close()
+  res = evaluate.evaluate(config, workdir, checkpoint='best', data=FakeData())
+  assert res['checkpoint_step'] == best
+  res = evaluate.evaluate(config, workdir, checkpoint=str(steps[0]), data=FakeData())
+  assert res['checkpoint_step'] == steps[0]
+  with pytest.raises(FileNotFoundError, match='saved steps'):
+    evaluate.evaluate(config, workdir, checkpoint=4, data=FakeData())
+
+
+def test_retrieval_metrics_and_ci():
+  query = np.eye(3)[[0, 1, 2, 0]]
+  gallery = np.eye(3)[[1, 0, 2]] + 0.01
+  m = evaluate.retrieval_metrics(query, gallery, np.array([0, 1, 2, 1]), np.array([0, 1, 2]))
+  # Query 3 (class 1, looks like class 0) finds its class second-nearest... or last.
+  ranks = evaluate.first_hit_ranks(query, gallery, np.array([0, 1, 2, 1]), np.array([0, 1, 2]))
+  np.testing.assert_array_equal(ranks, [2, 2, 1, 1])
+  assert m['R@1'] == 0.5 and m['R@5'] == 1.0 and m['median_rank'] == 1.5
+  mean, ci = evaluate.mean_ci95([0.0, 1.0, 0.0, 1.0])
+  assert mean == 0.5 and ci == pytest.approx(1.96 * 0.5 / 2)
+
+
+def test_jsonl_writer_trims_steps_after_resume(tmp_path):
+  path = str(tmp_path / 'metrics.jsonl')
+  w = jsonl_writer.JsonlWriter(path)
+  for step in (1, 2, 3):
+    w.write_scalars(step, {'loss': step, 'bad': float('nan')})
+  w.close()
+  with open(path, 'a') as f:
+    f.write('{"step": 4, "lo')   # a line cut short by SIGKILL
+  w = jsonl_writer.JsonlWriter(path, resume_step=2)
+  w.write_scalars(3, {'loss': 30.0})
+  w.close()
+  records = [json.loads(line) for line in open(path)]
+  assert [(r['step'], r['loss']) for r in records] == [(1, 1.0), (2, 2.0), (3, 30.0)]
+  assert records[0]['bad'] == 'nan'
+
+
+# --------------------------------------------------------------------------- real data, CLI
+
+
+def _real_pipeline_on(sources):
+  """The real data package (tf.data episodes, splits, fixed episodes) on in-memory modalities."""
+  data = pytest.importorskip('meta_align_jax.data')
+  names = ('make_splits', 'make_train_iterator', 'make_eval_episodes', 'make_retrieval_set')
+  return types.SimpleNamespace(
+      **{n: functools.partial(getattr(data, n), sources=sources) for n in names})
+
+
+def _in_memory_sources(config):
+  data = pytest.importorskip('meta_align_jax.data')
+  rng = np.random.default_rng(0)
+  label = np.repeat(np.arange(15), 8).astype(np.int32)
+  names = [f'concept{i}' for i in range(15)]
+  ids = np.arange(label.size, dtype=np.int64)
+  fake = FakeData()
+  sources = data.Sources(
+      source=data.ModalityData(x=np.clip(fake._x(config, 'source', label, rng), 0, 1),
+                               label=label, class_names=names, example_id=ids),
+      target=data.ModalityData(x=fake._x(config, 'target', label, rng), label=label,
+                               class_names=names, example_id=ids))
+  return sources
+
+
+def test_real_pipeline_with_in_memory_data(tmp_path):
+  config = _config()
+  sources = _in_memory_sources(config)
+  workdir = str(tmp_path / 'run')
+  run = train.train_and_evaluate(config, workdir, data=_real_pipeline_on(sources))
+  assert run.finished and run.eval_results['num_episodes'] == 6
+  assert {'splits.json', 'episodes_val.npz', 'episodes_test.npz'} <= set(os.listdir(workdir))
+  # Resume is exact with the real pipeline too.
+  train.train(_config(**{'train.num_steps': 8}), workdir, data=_real_pipeline_on(sources))
+  other = str(tmp_path / 'other')
+  train.train(_config(**{'train.num_steps': 8}), other, data=_real_pipeline_on(sources))
+  _, _, a = checkpoint.restore(workdir, 'latest')
+  _, _, b = checkpoint.restore(other, 'latest')
+  assert int(a.step) == int(b.step) == 8
+  _assert_trees_close(a.params, b.params, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('overrides, field', [
+    ({'task.queries': 8}, 'config.task'),         # K + Q = 9 > 8 examples per class
+    ({'eval.queries': 8}, 'config.eval'),
+    ({'eval.ways': 4}, 'config.eval.ways'),       # 15 classes split 9/3/3
+])
+def test_real_pipeline_rejects_impossible_tasks_before_compiling(tmp_path, overrides, field,
+                                                                step_calls):
+  config = _config(**overrides)
+  data = _real_pipeline_on(_in_memory_sources(config))
+  with pytest.raises(ValueError, match=field.replace('.', r'\.')):
+    train.train_and_evaluate(config, str(tmp_path / 'run'), data=data)
+  assert not step_calls
+
+
+def _synthetic_concepts():
+  """The synthetic_concepts builder class, or None when the data package does not have it yet."""
+  try:
+    from meta_align_jax.data import registry  # pylint: disable=g-import-not-at-top
+    import meta_align_jax.data.builders  # noqa: F401 pylint: disable=g-import-not-at-top
+    return registry.get('synthetic_concepts')
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+_NO_BUILDER = 'the data package or its synthetic_concepts builder is not there yet'
+
+
+def _small_synthetic_concepts(tmp_path) -> dict:
+  """Config overrides reading the builder's 16-class `small` config (generated in seconds)."""
+  return {'data.source_dataset': 'synthetic_concepts/small',
+          'data.target_dataset': 'synthetic_concepts/small',
+          'data.data_dir': str(tmp_path / 'tfds')}
+
+
+@pytest.mark.skipif(_synthetic_concepts() is None, reason=_NO_BUILDER)
+def test_synthetic_concepts_end_to_end(tmp_path):
+  """The real builder through the real pipeline and the loop, then a resume."""
+  small = _small_synthetic_concepts(tmp_path)
+  workdir = str(tmp_path / 'run')
+  run = train.train_and_evaluate(_config(**small), workdir)
+  assert run.finished and run.eval_results['num_episodes'] == 6
+  assert run.eval_results['retrieval']['source_to_target']['num_queries'] > 0
+  assert {'splits.json', 'episodes_val.npz', 'episodes_test.npz'} <= set(os.listdir(workdir))
+  run = train.train_and_evaluate(_config(**small, **{'train.num_steps': 7}), workdir)
+  assert run.step == 7 and run.eval_results is not None
+
+
+@pytest.mark.skipif(_synthetic_concepts() is None, reason=_NO_BUILDER)
+def test_cli_on_synthetic_concepts(tmp_path):
+  """`launch/run.py`: train and evaluate, then --mode eval with the workdir's saved config."""
+  workdir = str(tmp_path / 'run')
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  run_py = [sys.executable, os.path.join(REPO, 'launch', 'run.py')]
+  overrides = [f'--config.{k}={v}' for k, v in _small_synthetic_concepts(tmp_path).items()]
+  cmd = run_py + ['--config', os.path.join(REPO, 'configs', 'test.py'), '--workdir', workdir]
+  out = subprocess.run(cmd + overrides, env=env, cwd=str(tmp_path), capture_output=True,
+                       text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert f'Wrote {workdir}' in out.stdout and 'accuracy' in out.stdout and 'R@1' in out.stdout
+  assert 'steps/s' in out.stderr and 'ETA' in out.stderr and 'Parameters' in out.stderr
+  results = json.load(open(os.path.join(workdir, 'eval_results.json')))
+  assert results['num_episodes'] == 6 and results['checkpoint_step'] in (3, 6)
+  out = subprocess.run(run_py + ['--workdir', workdir, '--mode', 'eval', '--eval_checkpoint', '3'],
+                       env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert json.load(open(os.path.join(workdir, 'eval_results.json')))['checkpoint_step'] == 3
+
+
+if __name__ == '__main__':
+  _worker(sys.argv[1], int(sys.argv[2]))
