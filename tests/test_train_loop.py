@@ -261,10 +261,13 @@ def _worker(workdir, num_steps):
 
 
 def test_sigkill_mid_run_then_resume(tmp_path):
+  # The killed run uses pmap over 2 CPU devices; the resumed one jit on this process's single
+  # device: checkpoints do not depend on the device layout.
   workdir = str(tmp_path / 'run')
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, 'tests')]),
              JAX_PLATFORMS='cpu', JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0',
+             XLA_FLAGS='--xla_force_host_platform_device_count=2')
   proc = subprocess.Popen([sys.executable, __file__, workdir, '1000'], env=env, cwd=REPO,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   ckpt_dir = os.path.join(workdir, checkpoint.CHECKPOINT_DIR)
