@@ -95,7 +95,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- Training loop.
   c.train = ml_collections.ConfigDict()
-  c.train.num_steps = 600
+  c.train.num_steps = 400
   c.train.log_every = 50
   c.train.checkpoint_every = 200
   c.train.eval_every = 200             # meta-validation
@@ -113,7 +113,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.inner_steps = 10
   c.eval.inner_lr = 0.05
   c.eval.adapt = 'all'                 # parameter groups adapted on the target support
-  c.eval.batch_episodes = 50           # episodes evaluated per compiled call
+  c.eval.batch_episodes = 5            # episodes per compiled call (CPU compile time grows with it)
   c.eval.retrieval = True
 
   # --- Data.
