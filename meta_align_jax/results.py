@@ -309,10 +309,13 @@ def plot_embeddings(workdir: str, path: str, *, max_classes: int = 6, per_class:
   ys = np.asarray(rs.get('y'))
   keep = np.isin(ys, np.unique(ys)[:max_classes])
   xs, xt, y = np.asarray(rs['source_x'])[keep], np.asarray(rs['target_x'])[keep], ys[keep]
+  run_file = os.path.join(workdir, RUN_FILE)
+  method = json.load(open(run_file))['method'] if os.path.exists(run_file) else 'training'
   fig, axes = plt.subplots(1, 2, figsize=(9, 4))
   cmap = plt.get_cmap('tab10')
   for ax, (title, params) in zip(axes, (('before (initialisation)', init),
-                                        ('after meta-alignment', state.params))):
+                                        (f'after {method} (step {int(state.step)})',
+                                         state.params))):
     zs = np.asarray(jax.jit(lambda p, x: model.embed(p, x, 'source'))(params, xs))
     zt = np.asarray(jax.jit(lambda p, x: model.embed(p, x, 'target'))(params, xt))
     proj = pca_2d(np.concatenate([zs, zt]))
