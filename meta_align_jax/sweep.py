@@ -164,6 +164,11 @@ GRIDS: dict[str, Grid] = {
         description='image->audio, 1-shot: 40 % target label noise vs none (a cut-down cpu_noise).',
         cells=(Cell(('image_audio',), ('meta_align', 'target_only'), noise=(0.0, 0.4)),),
         scale=_CPU_SCALE),
+    'cpu_noise_align': Grid(
+        description='image->audio, 1-shot: noise 0/20/40/60 % for the methods that run with '
+                    'noisy target labels (target-only cannot: see the README).',
+        cells=(Cell(('image_audio',), ('meta_align', 'no_align'), noise=(0.0, 0.2, 0.4, 0.6)),),
+        scale=_CPU_SCALE),
     'cpu_shots': Grid(
         description='image->audio: 5-shot (1-shot is cpu_core).',
         cells=(Cell(('image_audio',), _CORE, shots=(1, 5)),), scale=_CPU_SCALE),
