@@ -120,7 +120,10 @@ def check_batch(config, batch) -> None:
                        f'{_explain(path, config)}.')
   t = config.task
   for side in t.meta_on:
-    y = _get(batch, (side, 'support', 'y'))
+    # Under label noise the observed labels may miss a class by design; the data's true labels
+    # (`clean_y`, recorded by the pipeline) are what must cover the task's classes.
+    clean = _get(batch, (side, 'support', 'clean_y'))
+    y = clean if clean is not None else _get(batch, (side, 'support', 'y'))
     if not isinstance(y, np.ndarray):
       continue   # device arrays: checking values would cost a host sync
     y = y.reshape(-1, y.shape[-1])

@@ -153,6 +153,18 @@ class _NoCompile:
     jax.monitoring.unregister_event_duration_listener(self._listener)
 
 
+def test_noisy_labels_missing_a_class_are_accepted_when_clean_labels_cover_it():
+  c = tiny_config()
+  model = build_model(c)
+  state = init_train_state(c, model, jax.random.key(0))
+  batch = random_batch(c, 0)
+  support = batch['source']['support']
+  support['clean_y'] = support['y'].copy()
+  support['y'] = np.zeros_like(support['y'])   # every label flipped to class 0
+  _, metrics = make_train_step(c, model)(state, batch, jax.random.key(0))
+  assert np.isfinite(float(metrics['loss']))
+
+
 @pytest.mark.parametrize('mutate,match', [
     (lambda b: b['source']['support'].update(x=b['source']['support']['x'][:, :, :4]),
      r"batch\['source'\]\['support'\]\['x'\] has shape \(2, 3, 4, 8, 3\); expected \(2, 3, 8, 8, 3\)"),
