@@ -22,6 +22,8 @@ import jax
 import numpy as np
 import pytest
 
+from tests.tiny import override
+
 from configs import test as test_config
 import meta_align_jax
 from meta_align_jax import checkpoint, evaluate, jsonl_writer, parallel, train
@@ -146,14 +148,7 @@ def step_calls(monkeypatch):
 
 
 def _config(**overrides):
-  c = test_config.get_config()
-  for dotted, value in overrides.items():
-    node = c
-    *path, leaf = dotted.split('.')
-    for p in path:
-      node = node[p]
-    node[leaf] = value
-  return c
+  return override(test_config.get_config(), **overrides)
 
 
 def _records(workdir):

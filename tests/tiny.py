@@ -3,6 +3,17 @@
 from configs import default
 
 
+def override(c, **overrides):
+  """Sets dotted fields, e.g. override(c, **{'task.ways': 5})."""
+  for key, value in overrides.items():
+    node = c
+    *path, last = key.split('.')
+    for p in path:
+      node = node[p]
+    node[last] = value
+  return c
+
+
 def tiny_config(**overrides):
   c = default.get_config()
   c.source.encoder, c.source.input_shape = 'conv4', (8, 8, 3)
@@ -15,10 +26,4 @@ def tiny_config(**overrides):
   c.execution.parallel = 'jit'
   # Compact programs compile fastest on CPU; the strategy tests sweep the others.
   c.execution.task_batching, c.execution.inner_loop = 'vmap', 'scan'
-  for key, value in overrides.items():
-    node = c
-    *path, last = key.split('.')
-    for p in path:
-      node = node[p]
-    node[last] = value
-  return c
+  return override(c, **overrides)
