@@ -90,6 +90,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.execution.inner_loop = 'auto'      # auto | scan | unroll
   c.execution.map_batch_size = 0       # lax.map batch_size (vmap inside chunks); 0 = plain map
   c.execution.parallel = 'auto'        # auto | pmap | jit  (auto: pmap when >1 local device)
+  c.execution.conv = 'auto'            # auto | xla | patches: convolutions as patch GEMMs where
+                                       # tasks are vmapped on GPU (models/conv.py)
   c.execution.map_encoders = ()        # sides ('source'/'target') whose encoder runs as a lax.map
                                        # over vmapped tasks (ungrouped convs; models/registry.py)
 
@@ -126,6 +128,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.manual_dir = ''               # local copy of a dataset's raw files, when a builder reads one
   c.data.split_fractions = (0.6, 0.2, 0.2)   # class-disjoint meta-train / meta-val / meta-test
   c.data.target_train_shots = 5        # examples per class of target modality seen in training
+  c.data.target_train_classes = 0      # meta-train classes with labelled target data (seeded
+                                       # subset, for target tasks and alignment); 0 = all
   c.data.target_noise = 0.0            # label-noise rate on target support labels
   c.data.align_noise = 0.0             # label-noise rate on alignment pairs
   c.data.noise_kind = 'symmetric'      # symmetric | pairflip

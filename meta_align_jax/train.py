@@ -79,7 +79,7 @@ def check_loop_config(config) -> None:
 
 
 def check_splits(config, splits: dict) -> None:
-  """N-way tasks need N classes in the split they are drawn from."""
+  """N-way tasks need N classes in the split they are drawn from (and among labelled targets)."""
   needs = [('train', config.task.ways, 'config.task.ways'),
            (config.eval.split, config.eval.ways, 'config.eval.ways')]
   if config.align.enabled and config.align.classes == 'train':
@@ -92,6 +92,9 @@ def check_splits(config, splits: dict) -> None:
       raise ValueError(f'{field}={ways} is larger than the {have} classes of split {split!r} '
                        f'(config.data.split_fractions={tuple(config.data.split_fractions)}); '
                        'lower it or move classes into that split.')
+  # config.data.target_train_classes against the meta-train classes (the data package's check).
+  from meta_align_jax.data import checks as data_checks  # pylint: disable=g-import-not-at-top
+  data_checks.check_target_train_classes(config, len(splits.get('train', ())))
 
 
 # --------------------------------------------------------------------------- signals

@@ -18,6 +18,7 @@ from meta_align_jax import data
 from meta_align_jax import parallel
 from meta_align_jax.data import evaluation
 from meta_align_jax.data import registry
+from meta_align_jax.data import splits as splits_lib
 from meta_align_jax.data.loading import clear_cache
 from meta_align_jax.data.tfsetup import tfds
 
@@ -193,6 +194,77 @@ def test_target_tasks_use_target_subset(sources, tmp_path):
       assert set(sources.target.example_id[np.r_[s, q]]) <= allowed
       assert not set(s) & set(q)
       np.testing.assert_array_equal(task['support']['y'], task['support']['clean_y'])
+
+
+def test_target_train_classes_restrict_target_data(sources, tmp_path):
+  config = _config(task__meta_on=('source', 'target'), data__target_train_classes=4,
+                   task__tasks_per_device=4)
+  batches = _batches(config, sources, 15, workdir=str(tmp_path))
+  train = data.make_splits(config, sources=sources)['train']
+  saved = json.loads((tmp_path / 'target_train_subset.json').read_text())
+  chosen = saved['target_train_classes']
+  assert len(chosen) == 4 and set(chosen) <= set(train)
+  assert chosen == splits_lib.target_train_classes(train, 4, config.seed)
+  assert set(saved['example_ids']) == set(chosen)                    # the subset: those classes
+  names = sources.source.class_names
+  source_classes = set()
+  for batch in batches:
+    for task in _tasks(batch['target']):
+      for part in ('support', 'query'):
+        cls = [names[c] for c in sources.target.label[_index(task[part]['x'])]]
+        assert set(cls) <= set(chosen)
+        assert [train[l] for l in task[part]['label']] == cls       # labels index splits['train']
+    for task in _tasks(batch['align']):
+      assert {names[c] for c in sources.target.label[_index(task['target_x'])]} <= set(chosen)
+      assert {names[c] for c in sources.source.label[_index(task['source_x'])]} <= set(chosen)
+    for task in _tasks(batch['source']):
+      source_classes |= {names[c] for c in sources.source.label[_index(task['support']['x'])]}
+  assert not source_classes <= set(chosen)                            # the source keeps them all
+  # Resuming in the workdir is fine; another number of labelled classes is refused.
+  _batches(config, sources, 1, workdir=str(tmp_path), start_step=3)
+  with pytest.raises(ValueError, match='config.data.target_train_classes=5'):
+    _batches(_config(task__meta_on=('source', 'target'), data__target_train_classes=5),
+             sources, 1, workdir=str(tmp_path))
+
+
+def test_target_train_classes_seeded_and_nested():
+  train = [f'class_{i:02d}' for i in range(30)]
+  five = splits_lib.target_train_classes(train, 5, seed=0)
+  assert len(five) == 5 and five == sorted(five)
+  assert five == splits_lib.target_train_classes(list(reversed(train)), 5, seed=0)
+  assert set(five) <= set(splits_lib.target_train_classes(train, 20, seed=0))
+  assert any(splits_lib.target_train_classes(train, 5, seed=s) != five for s in (1, 2, 3))
+  assert splits_lib.target_train_classes(train, 0, seed=0) == train
+
+
+def test_target_train_classes_default_is_all(sources, tmp_path):
+  config = _config(task__meta_on=('target',), align__enabled=False)
+  _batches(config, sources, 1, workdir=str(tmp_path))
+  saved = json.loads((tmp_path / 'target_train_subset.json').read_text())
+  assert saved['target_train_classes'] == data.make_splits(config, sources=sources)['train']
+
+
+@pytest.mark.parametrize('overrides, match', [
+    (dict(data__target_train_classes=-1), r'config.data.target_train_classes=-1 must be'),
+    (dict(data__target_train_classes=13), r'config.data.target_train_classes=13 exceeds the 12'),
+    (dict(data__target_train_classes=2, align__enabled=False, task__meta_on=('target',)),
+     r'config.data.target_train_classes=2 is smaller than config.task.ways=3'),
+    (dict(data__target_train_classes=2), r'is smaller than config.align.ways=3'),
+])
+def test_target_train_classes_errors(sources, overrides, match):
+  with pytest.raises(ValueError, match=match):
+    data.make_train_iterator(_config(**overrides), sources=sources)
+  # The training loop's pre-compile check (train.check_splits) refuses the same values.
+  from meta_align_jax import train   # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=match):
+    config = _config(**overrides)
+    train.check_splits(config, data.make_splits(config, sources=sources))
+
+
+def test_target_train_classes_unused_sides_need_no_ways(sources):
+  # Source-only training without alignment uses no target data: 1 labelled class is allowed.
+  config = _config(data__target_train_classes=1, align__enabled=False)
+  assert set(_batches(config, sources, 1)[0]) == {'source'}
 
 
 def test_batch_parts_follow_config(sources):

@@ -82,12 +82,20 @@ class TrainPools:
   target_tasks: ClassTable | None
   align: tasks.AlignPools | None
   target_subset: dict[str, np.ndarray]   # class name -> target example indices used in training
+  # The meta-train classes with labelled target data (config.data.target_train_classes).
+  target_classes: tuple[str, ...] = ()
+  # Row of `target_tasks` -> the class's index in splits['train'] (the batches' `label`).
+  target_labels: tf.Tensor | None = None
 
 
 def build_train_pools(config, sources: Sources, splits: dict[str, list[str]]) -> TrainPools:
   """Class tables for source tasks, target tasks and alignment pairs; checks they can be sampled.
 
-  Target examples are restricted to the fixed subset of `config.data.target_train_shots` per class.
+  Target examples are restricted to the fixed subset of `config.data.target_train_shots` per class,
+  and, with `config.data.target_train_classes` = N > 0, to a fixed seeded set of N meta-train
+  classes (`splits.target_train_classes`): target tasks and the meta-train classes of alignment
+  pairs use only those; source tasks keep every meta-train class. (Alignment classes from other
+  splits, `config.align.classes` = 'train+val' or 'all', are not restricted.)
 
   Raises:
     ValueError: a split has fewer classes than asked for, or a class fewer examples.
@@ -103,10 +111,14 @@ def build_train_pools(config, sources: Sources, splits: dict[str, list[str]]) ->
   src_name = f'{config.data.source_dataset}/{config.data.source_feature}'
   tgt_name = f'{config.data.target_dataset}/{config.data.target_feature}'
   meta_on_target = 'target' in config.task.meta_on
+  checks.check_target_train_classes(config, len(train))
+  target_classes = splits_lib.target_train_classes(
+      train, int(config.data.get('target_train_classes', 0)), config.seed)
   align_names = []
   if config.align.enabled:
-    align_names = sorted(n for s in checks.ALIGN_CLASSES[config.align.classes] for n in splits[s])
-  subset_names = sorted(set(align_names) | (set(train) if meta_on_target else set()))
+    align_names = sorted(n for s in checks.ALIGN_CLASSES[config.align.classes]
+                         for n in (target_classes if s == 'train' else splits[s]))
+  subset_names = sorted(set(align_names) | (set(target_classes) if meta_on_target else set()))
   subset = splits_lib.target_subset(sources.target, subset_names, config.data.target_train_shots,
                                     config.seed)
 
@@ -118,9 +130,11 @@ def build_train_pools(config, sources: Sources, splits: dict[str, list[str]]) ->
                           ways_field='task.ways',
                           per_class_fields='config.task.shots + config.task.queries',
                           what=f'the meta-train split of {src_name}')
-  target_tasks = None
+  target_tasks = target_labels = None
   if meta_on_target:
-    target_tasks = ClassTable.build([subset[n] for n in train], train)
+    target_tasks = ClassTable.build([subset[n] for n in target_classes], target_classes)
+    row_in_train = {n: i for i, n in enumerate(train)}
+    target_labels = tf.constant([row_in_train[n] for n in target_classes], tf.int32)
     checks.check_few_shot(
         target_tasks, ways=config.task.ways, per_class=k_plus_q, ways_field='task.ways',
         per_class_fields='config.task.shots + config.task.queries',
@@ -148,16 +162,33 @@ def build_train_pools(config, sources: Sources, splits: dict[str, list[str]]) ->
           source=ClassTable.build(class_groups(sources.source, align_names), align_names))
   return TrainPools(source_x=tf.constant(sources.source.x), target_x=tf.constant(sources.target.x),
                     source_tasks=source_tasks, target_tasks=target_tasks, align=align,
-                    target_subset=subset)
+                    target_subset=subset, target_classes=tuple(target_classes),
+                    target_labels=target_labels)
 
 
-def _save_target_subset(subset: dict[str, np.ndarray], target: ModalityData, workdir: str) -> None:
-  record = {n: [int(i) for i in target.example_id[idx]] for n, idx in sorted(subset.items())}
+def _save_target_subset(pools: TrainPools, target: ModalityData, workdir: str,
+                        num_classes: int, config_seed: int) -> None:
+  """Writes the target training subset (example ids per class, and the labelled classes).
+
+  A resumed run (the file exists) must select the same labelled target classes.
+  """
+  record = {n: [int(i) for i in target.example_id[idx]]
+            for n, idx in sorted(pools.target_subset.items())}
+  classes = sorted(pools.target_classes)
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, TARGET_SUBSET_FILE)
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    if 'target_train_classes' in saved and saved['target_train_classes'] != classes:
+      raise ValueError(
+          f'{path} holds a run trained with labelled target data for other meta-train classes '
+          f'({len(saved["target_train_classes"])} saved, {len(classes)} selected by '
+          f'config.data.target_train_classes={num_classes} and config.seed={config_seed}). Use a '
+          f'fresh workdir for a different experiment.')
   tmp = f'{path}.tmp{os.getpid()}'
   with open(tmp, 'w') as f:
-    json.dump({'example_ids': record}, f, indent=1)
+    json.dump({'target_train_classes': classes, 'example_ids': record}, f, indent=1)
   os.replace(tmp, path)
 
 
@@ -196,7 +227,8 @@ def train_dataset(config, *, start_step: int = 0, workdir: str | None = None,
   splits = splits_lib.make_splits(config, writer, sources=sources)
   pools = build_train_pools(config, sources, splits)
   if writer is not None:
-    _save_target_subset(pools.target_subset, sources.target, writer)
+    _save_target_subset(pools, sources.target, writer,
+                        int(config.data.get('target_train_classes', 0)), int(config.seed))
 
   local_tasks = (devices or 1) * per_device
   task_offset = jax.process_index() * local_tasks
@@ -220,7 +252,10 @@ def train_dataset(config, *, start_step: int = 0, workdir: str | None = None,
     if pools.align is not None:
       out['align'] = tasks.align(align_seed, pools.align, align_spec)
     if pools.target_tasks is not None:
-      out['target'] = tasks.few_shot(target_seed, pools.target_tasks, target_spec)
+      target = tasks.few_shot(target_seed, pools.target_tasks, target_spec)
+      for part in ('support', 'query'):   # rows of the target table -> meta-train class indices
+        target[part]['label'] = tf.gather(pools.target_labels, target[part]['label'])
+      out['target'] = target
     return out
 
   lead = [devices, per_device] if devices else [per_device]
@@ -250,8 +285,9 @@ def train_dataset(config, *, start_step: int = 0, workdir: str | None = None,
   if got != expected:  # A bug here, not a user error: the step would silently recompile or fail.
     raise AssertionError(f'Training batch shapes {got} differ from the contract {expected}.')
   logging.info('Training pipeline: %d local tasks per step (devices=%s, tasks_per_device=%d), '
-               '%d meta-train classes, starting at step %d.', local_tasks, devices, per_device,
-               len(splits['train']), start_step)
+               '%d meta-train classes (%d with labelled target data), starting at step %d.',
+               local_tasks, devices, per_device, len(splits['train']), len(pools.target_classes),
+               start_step)
   return ds
 
 

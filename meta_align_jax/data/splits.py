@@ -1,5 +1,8 @@
 """Class-disjoint meta-train / meta-val / meta-test splits, and the low-resource target subset.
 
+The low-resource target side can also be restricted to a few labelled meta-train classes
+(`config.data.target_train_classes`, `target_train_classes`); the source keeps all of them.
+
 Classes are joined by name across the source and target datasets (a class is usable when both
 have examples of it), sorted, shuffled with `config.seed` and cut by `config.data.split_fractions`.
 The split is a pure function of the seed, the fractions and the joined class names; it is written
@@ -21,6 +24,7 @@ SPLITS_FILE = 'splits.json'
 # Independent random streams derived from config.seed, one per use.
 STREAM_SPLITS = 0x5B17
 STREAM_TARGET_SUBSET = 0x7A56
+STREAM_TARGET_CLASSES = 0x7A57
 
 
 def joined_classes(sources: Sources) -> list[str]:
@@ -134,3 +138,20 @@ def target_subset(target: ModalityData, class_names: list[str], shots: int, seed
     take = min(shots, members.size)
     out[name] = np.sort(members[rng.choice(members.size, size=take, replace=False)])
   return out
+
+
+def target_train_classes(train: list[str], num: int, seed: int) -> list[str]:
+  """The meta-train classes with labelled target data: all of `train` when `num` is 0.
+
+  Otherwise `num` classes: the first `num` of a permutation of sorted `train` seeded by `seed`
+  (a stream of its own), returned sorted. For one seed and split, the classes of a smaller `num`
+  are among those of a larger one. `num` is validated by `checks.check_target_train_classes`.
+  """
+  names = sorted(train)
+  if not num:
+    return names
+  if not 0 < num <= len(names):
+    raise ValueError(f'config.data.target_train_classes={num} must be in [0, {len(names)}] '
+                     f'(the number of meta-train classes).')
+  perm = np.random.default_rng([int(seed), STREAM_TARGET_CLASSES]).permutation(len(names))
+  return sorted(names[i] for i in perm[:num])
