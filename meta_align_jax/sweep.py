@@ -49,6 +49,10 @@ TASKS: dict[str, tuple[str, dict]] = {
     # Diagnostics of image_audio: 2 target examples per meta-train class instead of 5, and the
     # reverse direction (audio, the easier modality here, as the source).
     'image_audio_tts2': ('configs/image_audio.py', {'data.target_train_shots': 2}),
+    # Low-resource target: labelled target data (5 per class) for only 5 or 20 of the ~173
+    # meta-train classes, for target tasks and alignment pairs; the source keeps all of them.
+    'image_audio_c5': ('configs/image_audio.py', {'data.target_train_classes': 5}),
+    'image_audio_c20': ('configs/image_audio.py', {'data.target_train_classes': 20}),
     'audio_image': ('configs/image_audio.py', {
         'source.modality': 'audio', 'source.encoder': 'mel_cnn', 'source.input_shape': (32, 40),
         'target.modality': 'image', 'target.encoder': 'conv4', 'target.input_shape': (32, 32, 3),
@@ -185,6 +189,11 @@ GRIDS: dict[str, Grid] = {
                     'audio as the source.',
         cells=(Cell(('image_audio_tts2', 'audio_image'), ('meta_align', 'target_only')),),
         scale=_CPU_SCALE),
+    'cpu_lowres': Grid(
+        description='image->audio, 1-shot: labelled target data for only 5 or 20 meta-train '
+                    'classes (data.target_train_classes; all ~173 classes is cpu_core).',
+        cells=(Cell(('image_audio_c5', 'image_audio_c20'),
+                    ('meta_align', 'target_only', 'no_align')),), scale=_CPU_SCALE),
     'cpu_digits': Grid(
         description='real image->speech: sklearn digits -> FSDD, 3-way 1-shot.',
         cells=(Cell(('digits_fsdd',), _CORE),), scale=_CPU_SCALE),

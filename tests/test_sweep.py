@@ -116,6 +116,16 @@ def test_build_config_applies_method_shots_noise():
   assert sweep.build_config(sweep.RunSpec('digits_fsdd', 'meta_align', 1, 0.0, 0)).eval.ways == 3
 
 
+def test_lowres_grid_labels_its_tasks():
+  specs = sweep.grid_runs('cpu_lowres', seeds=[0])
+  assert {s.task for s in specs} == {'image_audio_c5', 'image_audio_c20'}   # rows do not merge
+  assert len({s.relpath for s in specs}) == len(specs) == 6
+  c = sweep.build_config(sweep.RunSpec('image_audio_c5', 'target_only', 1, 0.0, 0))
+  assert c.data.target_train_classes == 5 and tuple(c.task.meta_on) == ('target',)
+  assert sweep.build_config(
+      sweep.RunSpec('image_audio', 'meta_align', 1, 0.0, 0)).data.target_train_classes == 0
+
+
 def test_lock_claims_a_run_once(tmp_path):
   d = str(tmp_path / 'run')
   assert sweep.take_lock(d)
