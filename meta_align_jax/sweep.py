@@ -200,6 +200,11 @@ GRIDS: dict[str, Grid] = {
     'cpu_tasks': Grid(
         description='text->image and text->speech (embedded), core methods.',
         cells=(Cell(('text_image', 'text_speech'), _CORE),), scale=_CPU_SCALE),
+    'cpu_tasks3': Grid(
+        description='text->image and text->speech (embedded): meta-alignment, target-only and '
+                    'no alignment (cpu_tasks without the oracle).',
+        cells=(Cell(('text_image', 'text_speech'), ('meta_align', 'target_only', 'no_align')),),
+        scale=_CPU_SCALE),
     # The paper-scale protocol (accelerator): 5-way and 1/5/10 shots, all methods, 3 seeds.
     'full': Grid(
         description='All embedded tasks and digits->FSDD, all methods, 1/5/10 shots, noise sweep.',
