@@ -96,6 +96,15 @@ METHODS: dict[str, Method] = {
     'meta_align_tgt': Method('ours', 'meta-alignment plus Reptile on target tasks of the '
                              'low-resource target data (meta_on source and target)',
                              {'task.meta_on': ('source', 'target')}, finalize=_target_tasks),
+    # Evaluation-only diagnostics: the training of meta_align / target_only, scored with
+    # prototypes in Z (no fine-tuning) instead of fine-tuning on the support.
+    'meta_align_evproto': Method('ablation', 'meta-alignment, evaluated with prototypes in Z '
+                                 '(eval.method=proto) instead of fine-tuning',
+                                 {'eval.method': 'proto'}),
+    'target_only_evproto': Method('ablation', 'target-only, evaluated with prototypes in Z '
+                                  '(eval.method=proto) instead of fine-tuning',
+                                  {'task.meta_on': ('target',), 'align.enabled': False,
+                                   'eval.method': 'proto'}, finalize=_target_tasks),
     'fomaml_align': Method('ours', 'meta-alignment with first-order MAML', {'meta.learner': 'fomaml'}),
     'maml_align': Method('ours', 'meta-alignment with second-order MAML', {'meta.learner': 'maml'}),
     'protonet_align': Method('ours', 'meta-alignment with ProtoNets (prototype evaluation)',
@@ -194,6 +203,11 @@ GRIDS: dict[str, Grid] = {
                     'classes (data.target_train_classes; all ~173 classes is cpu_core).',
         cells=(Cell(('image_audio_c5', 'image_audio_c20'),
                     ('meta_align', 'target_only', 'no_align')),), scale=_CPU_SCALE),
+    'cpu_lowres_why': Grid(
+        description='image->audio with 5 labelled target classes: meta-alignment plus target '
+                    'tasks, and both methods scored with prototypes instead of fine-tuning.',
+        cells=(Cell(('image_audio_c5',), ('meta_align_tgt', 'meta_align_evproto',
+                                          'target_only_evproto')),), scale=_CPU_SCALE),
     'cpu_digits': Grid(
         description='real image->speech: sklearn digits -> FSDD, 3-way 1-shot.',
         cells=(Cell(('digits_fsdd',), _CORE),), scale=_CPU_SCALE),
