@@ -105,6 +105,19 @@ METHODS: dict[str, Method] = {
                                   '(eval.method=proto) instead of fine-tuning',
                                   {'task.meta_on': ('target',), 'align.enabled': False,
                                    'eval.method': 'proto'}, finalize=_target_tasks),
+    'no_align_evproto': Method('ablation', 'no alignment, evaluated with prototypes in Z '
+                               '(eval.method=proto) instead of fine-tuning',
+                               {'align.enabled': False, 'eval.method': 'proto'}),
+    'meta_align_tgt_evproto': Method('ablation', 'meta-alignment plus target tasks, evaluated '
+                                     'with prototypes in Z (eval.method=proto)',
+                                     {'task.meta_on': ('source', 'target'), 'eval.method': 'proto'},
+                                     finalize=_target_tasks),
+    'meta_align_evhead': Method('ablation', 'meta-alignment, evaluated by fine-tuning the '
+                                'classifier head only (eval.adapt=head)', {'eval.adapt': 'head'}),
+    'target_only_evhead': Method('ablation', 'target-only, evaluated by fine-tuning the '
+                                 'classifier head only (eval.adapt=head)',
+                                 {'task.meta_on': ('target',), 'align.enabled': False,
+                                  'eval.adapt': 'head'}, finalize=_target_tasks),
     'fomaml_align': Method('ours', 'meta-alignment with first-order MAML', {'meta.learner': 'fomaml'}),
     'maml_align': Method('ours', 'meta-alignment with second-order MAML', {'meta.learner': 'maml'}),
     'protonet_align': Method('ours', 'meta-alignment with ProtoNets (prototype evaluation)',
@@ -204,10 +217,20 @@ GRIDS: dict[str, Grid] = {
         cells=(Cell(('image_audio_c5', 'image_audio_c20'),
                     ('meta_align', 'target_only', 'no_align')),), scale=_CPU_SCALE),
     'cpu_lowres_why': Grid(
-        description='image->audio with 5 labelled target classes: meta-alignment plus target '
-                    'tasks, and both methods scored with prototypes instead of fine-tuning.',
+        description='image->audio with 5 (20) labelled target classes: meta-alignment plus '
+                    'target tasks, and the methods scored with prototypes instead of fine-tuning.',
         cells=(Cell(('image_audio_c5',), ('meta_align_tgt', 'meta_align_evproto',
-                                          'target_only_evproto')),), scale=_CPU_SCALE),
+                                          'target_only_evproto', 'meta_align_tgt_evproto',
+                                          'meta_align_evhead', 'target_only_evhead')),
+               Cell(('image_audio_c20',), ('meta_align_evproto', 'target_only_evproto'))),
+        scale=_CPU_SCALE),
+    # Evaluation-only: *_evproto runs train exactly as the method without the suffix (training
+    # is deterministic), so a finished run's checkpoints can be copied in to skip training.
+    'cpu_proto_eval': Grid(
+        description='image->audio, all meta-train classes labelled: meta-alignment, target-only '
+                    'and no alignment scored with prototypes in Z instead of fine-tuning.',
+        cells=(Cell(('image_audio',), ('meta_align_evproto', 'target_only_evproto',
+                                       'no_align_evproto')),), scale=_CPU_SCALE),
     'cpu_digits': Grid(
         description='real image->speech: sklearn digits -> FSDD, 3-way 1-shot.',
         cells=(Cell(('digits_fsdd',), _CORE),), scale=_CPU_SCALE),
