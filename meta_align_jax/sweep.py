@@ -242,6 +242,12 @@ GRIDS: dict[str, Grid] = {
                     'no alignment (cpu_tasks without the oracle).',
         cells=(Cell(('text_image', 'text_speech'), ('meta_align', 'target_only', 'no_align')),),
         scale=_CPU_SCALE),
+    'cpu_tasks3_proto': Grid(
+        description='text->image and text->speech: the cpu_tasks3 methods scored with '
+                    'prototypes in Z instead of fine-tuning (evaluation-only, see cpu_proto_eval).',
+        cells=(Cell(('text_image', 'text_speech'), ('meta_align_evproto', 'target_only_evproto',
+                                                    'no_align_evproto')),),
+        seeds=(0,), scale=_CPU_SCALE),
     # The paper-scale protocol (accelerator): 5-way and 1/5/10 shots, all methods, 3 seeds.
     'full': Grid(
         description='All embedded tasks and digits->FSDD, all methods, 1/5/10 shots, noise sweep.',
