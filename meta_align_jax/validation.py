@@ -9,6 +9,7 @@ import numpy as np
 
 from meta_align_jax import losses, parallel
 from meta_align_jax.meta import learners
+from meta_align_jax.models.conv import CONV_IMPLS
 
 
 def _choice(value, options, field):
@@ -56,6 +57,7 @@ def check_config(config) -> None:
   _choice(config.optim.name, ('adam', 'adamw', 'sgd', 'momentum'), 'config.optim.name')
   parallel.resolve_parallel(config)
   parallel.resolve_execution(config)
+  _choice(config.execution.get('conv', 'xla'), CONV_IMPLS, 'config.execution.conv')
 
 
 def _lead(config) -> tuple[int, ...]:

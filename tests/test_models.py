@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import flax.linen as nn
 import numpy as np
 import pytest
 
@@ -144,3 +145,18 @@ def test_registry_extension():
     assert 'conv1' not in params['source']['encoder']
   finally:
     del registry.ENCODERS['tiny_conv']
+
+
+@pytest.mark.parametrize('shape', [(2, 8, 8, 3), (2, 7, 9, 4), (1, 5, 1, 2)])
+@pytest.mark.parametrize('ceil', [False, True])
+def test_reshape_max_pool_equals_flax_max_pool(shape, ceil):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=shape), jnp.float32)
+  want = nn.max_pool(x, (2, 2), (2, 2), padding='SAME' if ceil else 'VALID')
+  got = layers.max_pool_2x2(x, ceil=ceil)
+  np.testing.assert_array_equal(got, want)
+  # No ties in random normals: the gradients agree exactly too.
+  loss = lambda f: lambda x: jnp.sum(jnp.sin(f(x)))
+  np.testing.assert_allclose(
+      jax.grad(loss(lambda x: layers.max_pool_2x2(x, ceil=ceil)))(x),
+      jax.grad(loss(lambda x: nn.max_pool(x, (2, 2), (2, 2),
+                                          padding='SAME' if ceil else 'VALID')))(x), rtol=1e-6)

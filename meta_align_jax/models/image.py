@@ -11,12 +11,13 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from meta_align_jax.models.layers import Norm
+from meta_align_jax.models.conv import conv_fn
+from meta_align_jax.models.layers import Norm, max_pool_2x2
 
 
-def _conv(features, kernel=3, strides=1, dtype=jnp.float32, name=None):
+def _conv(features, kernel=3, strides=1, dtype=jnp.float32, name=None, impl='xla'):
   return nn.Conv(features, (kernel, kernel), strides=(strides, strides), padding='SAME',
-                 use_bias=False, dtype=dtype, name=name)
+                 use_bias=False, dtype=dtype, name=name, conv_general_dilated=conv_fn(impl))
 
 
 class Conv4(nn.Module):
@@ -24,17 +25,18 @@ class Conv4(nn.Module):
   width: int = 64
   norm: str = 'group'
   dtype: Any = jnp.float32
+  conv: str = 'xla'                 # models/conv.py: xla | patches
   blocks: int = 4
 
   @nn.compact
   def __call__(self, x):
     x = x.astype(self.dtype)
     for i in range(self.blocks):
-      x = _conv(self.width, dtype=self.dtype, name=f'conv{i}')(x)
+      x = _conv(self.width, dtype=self.dtype, name=f'conv{i}', impl=self.conv)(x)
       x = Norm(self.norm, self.dtype, name=f'norm{i}')(x)
       x = nn.relu(x)
       if x.shape[1] > 1 and x.shape[2] > 1:
-        x = nn.max_pool(x, (2, 2), (2, 2))
+        x = max_pool_2x2(x)
     return x.mean(axis=(1, 2))
 
 
@@ -44,15 +46,16 @@ class BasicBlock(nn.Module):
   strides: int = 1
   norm: str = 'group'
   dtype: Any = jnp.float32
+  conv: str = 'xla'                 # models/conv.py: xla | patches
 
   @nn.compact
   def __call__(self, x):
-    y = _conv(self.features, 3, self.strides, self.dtype)(x)
+    y = _conv(self.features, 3, self.strides, self.dtype, impl=self.conv)(x)
     y = nn.relu(Norm(self.norm, self.dtype)(y))
-    y = _conv(self.features, 3, 1, self.dtype)(y)
+    y = _conv(self.features, 3, 1, self.dtype, impl=self.conv)(y)
     y = Norm(self.norm, self.dtype)(y)
     if x.shape[-1] != self.features or self.strides != 1:
-      x = _conv(self.features, 1, self.strides, self.dtype, name='shortcut')(x)
+      x = _conv(self.features, 1, self.strides, self.dtype, name='shortcut', impl=self.conv)(x)
       x = Norm(self.norm, self.dtype, name='shortcut_norm')(x)
     return nn.relu(x + y)
 
@@ -66,22 +69,23 @@ class ResNet18(nn.Module):
   width: int = 64
   norm: str = 'group'
   dtype: Any = jnp.float32
+  conv: str = 'xla'                 # models/conv.py: xla | patches
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
 
   @nn.compact
   def __call__(self, x):
     x = x.astype(self.dtype)
     if x.shape[1] >= 64:
-      x = _conv(self.width, 7, 2, self.dtype, name='stem')(x)
+      x = _conv(self.width, 7, 2, self.dtype, name='stem', impl=self.conv)(x)
       x = nn.relu(Norm(self.norm, self.dtype, name='stem_norm')(x))
       x = nn.max_pool(x, (3, 3), (2, 2), padding='SAME')
     else:
-      x = _conv(self.width, 3, 1, self.dtype, name='stem')(x)
+      x = _conv(self.width, 3, 1, self.dtype, name='stem', impl=self.conv)(x)
       x = nn.relu(Norm(self.norm, self.dtype, name='stem_norm')(x))
     for i, n in enumerate(self.stage_sizes):
       for j in range(n):
         strides = 2 if i > 0 and j == 0 else 1
-        x = BasicBlock(self.width * 2**i, strides, self.norm, self.dtype)(x)
+        x = BasicBlock(self.width * 2**i, strides, self.norm, self.dtype, self.conv)(x)
     return x.mean(axis=(1, 2))
 
 
@@ -89,19 +93,20 @@ class ResNet12Block(nn.Module):
   features: int
   norm: str = 'group'
   dtype: Any = jnp.float32
+  conv: str = 'xla'                 # models/conv.py: xla | patches
 
   @nn.compact
   def __call__(self, x):
     y = x
     for i in range(3):
-      y = _conv(self.features, 3, 1, self.dtype)(y)
+      y = _conv(self.features, 3, 1, self.dtype, impl=self.conv)(y)
       y = Norm(self.norm, self.dtype)(y)
       if i < 2:
         y = nn.leaky_relu(y, 0.1)
-    x = _conv(self.features, 1, 1, self.dtype, name='shortcut')(x)
+    x = _conv(self.features, 1, 1, self.dtype, name='shortcut', impl=self.conv)(x)
     x = Norm(self.norm, self.dtype, name='shortcut_norm')(x)
     y = nn.leaky_relu(x + y, 0.1)
-    return nn.max_pool(y, (2, 2), (2, 2), padding='SAME')
+    return max_pool_2x2(y, ceil=True)
 
 
 class ResNet12(nn.Module):
@@ -109,10 +114,11 @@ class ResNet12(nn.Module):
   width: int = 64
   norm: str = 'group'
   dtype: Any = jnp.float32
+  conv: str = 'xla'                 # models/conv.py: xla | patches
 
   @nn.compact
   def __call__(self, x):
     x = x.astype(self.dtype)
     for mult in (1.0, 2.5, 5.0, 10.0):
-      x = ResNet12Block(int(self.width * mult), self.norm, self.dtype)(x)
+      x = ResNet12Block(int(self.width * mult), self.norm, self.dtype, self.conv)(x)
     return x.mean(axis=(1, 2))

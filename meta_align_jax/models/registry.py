@@ -18,7 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_batching import sequential_vmap
 
+from meta_align_jax import parallel
 from meta_align_jax.models import image, sequence
+from meta_align_jax.models.conv import resolve_conv
 from meta_align_jax.models.layers import NORMS
 
 MODALITIES = ('image', 'audio', 'speech', 'text')
@@ -26,7 +28,8 @@ MODALITIES = ('image', 'audio', 'speech', 'text')
 
 @dataclasses.dataclass(frozen=True)
 class EncoderSpec:
-  make: Callable[..., nn.Module]   # (model_config, dtype) -> module
+  make: Callable[..., nn.Module]   # (model_config, dtype) -> module; model_config.conv is the
+                                   # side's resolved convolution impl (models/conv.py)
   modalities: tuple[str, ...]
   input_rank: int                  # rank of one example (3 for images, 2 for spectrograms, 1 or 2 for text)
 
@@ -37,13 +40,13 @@ def _rnn(bidirectional):
 
 
 ENCODERS: dict[str, EncoderSpec] = {
-    'conv4': EncoderSpec(lambda m, dt: image.Conv4(m.width, m.norm, dt), ('image',), 3),
-    'resnet12': EncoderSpec(lambda m, dt: image.ResNet12(m.width, m.norm, dt), ('image',), 3),
-    'resnet18': EncoderSpec(lambda m, dt: image.ResNet18(m.width, m.norm, dt), ('image',), 3),
-    'mel_cnn': EncoderSpec(lambda m, dt: sequence.MelCNN(m.width, m.norm, dt),
+    'conv4': EncoderSpec(lambda m, dt: image.Conv4(m.width, m.norm, dt, m.conv), ('image',), 3),
+    'resnet12': EncoderSpec(lambda m, dt: image.ResNet12(m.width, m.norm, dt, m.conv), ('image',), 3),
+    'resnet18': EncoderSpec(lambda m, dt: image.ResNet18(m.width, m.norm, dt, m.conv), ('image',), 3),
+    'mel_cnn': EncoderSpec(lambda m, dt: sequence.MelCNN(m.width, m.norm, dt, m.conv),
                            ('audio', 'speech'), 2),
     'temporal_conv': EncoderSpec(
-        lambda m, dt: sequence.TemporalConv(m.width, m.norm, dt, pool=m.text_pool),
+        lambda m, dt: sequence.TemporalConv(m.width, m.norm, dt, pool=m.text_pool, conv=m.conv),
         ('audio', 'speech'), 2),
     'lstm': EncoderSpec(_rnn(False), ('text', 'audio', 'speech'), 0),
     'bilstm': EncoderSpec(_rnn(True), ('text', 'audio', 'speech'), 0),
@@ -180,7 +183,17 @@ def _mapped_apply(tower):
   return _MAPPED[id(tower)][1]
 
 
-def _encoder(side: str, side_config, model_config):
+class _SideModel:
+  """`config.model` seen by one side's encoder, plus `conv`: that side's resolved impl."""
+
+  def __init__(self, model_config, conv: str):
+    self._model, self.conv = model_config, conv
+
+  def __getattr__(self, name):
+    return getattr(self._model, name)
+
+
+def _encoder(side: str, side_config, model_config, conv: str = 'xla'):
   name = side_config.encoder
   if name not in ENCODERS:
     raise ValueError(f'config.{side}.encoder={name!r} is not a known encoder; known: '
@@ -197,19 +210,24 @@ def _encoder(side: str, side_config, model_config):
                      f'{name!r} expects rank {spec.input_rank} per example.')
   if model_config.norm not in NORMS:
     raise ValueError(f'config.model.norm={model_config.norm!r}: use one of {NORMS}.')
-  return spec.make(model_config, _dtype(model_config.compute_dtype))
+  return spec.make(_SideModel(model_config, conv), _dtype(model_config.compute_dtype))
 
 
 def build_model(config) -> MetaAlignModel:
   """Builds the model named by `config.source`, `config.target` and `config.model`."""
   m = config.model
-  towers = {side: Tower(_encoder(side, config[side], m), m.z_dim) for side in ('source', 'target')}
+  map_encoders = tuple(config.execution.get('map_encoders', ()))
+  task_batching = parallel.resolve_execution(config)[0]
+  towers = {side: Tower(_encoder(side, config[side], m,
+                                 resolve_conv(config.execution.get('conv', 'xla'), task_batching,
+                                              side, map_encoders)), m.z_dim)
+            for side in ('source', 'target')}
   ways = max(config.task.ways, config.eval.ways)
   global_head = Head(m.num_global_classes, m.head) if m.num_global_classes > 0 else None
   return MetaAlignModel(
       source=towers['source'], target=towers['target'], head=Head(ways, m.head),
       global_head=global_head,
-      map_encoders=tuple(config.execution.get('map_encoders', ())),
+      map_encoders=map_encoders,
       source_input=jax.ShapeDtypeStruct(tuple(config.source.input_shape),
                                         input_dtype(config.source)),
       target_input=jax.ShapeDtypeStruct(tuple(config.target.input_shape),

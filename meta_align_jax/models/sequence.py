@@ -20,8 +20,10 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from meta_align_jax.models.conv import conv_fn
 from meta_align_jax.models.image import Conv4
 from meta_align_jax.models.layers import Norm
+from meta_align_jax.models.lstm import LSTM, reverse_valid
 
 
 def sequence_mask(x):
@@ -62,11 +64,12 @@ class MelCNN(nn.Module):
   width: int = 32
   norm: str = 'group'
   dtype: Any = jnp.float32
+  conv: str = 'xla'
 
   @nn.compact
   def __call__(self, x, mask=None):
     del mask  # silence (zero frames) is part of the signal for a spectrogram CNN
-    return Conv4(self.width, self.norm, self.dtype)(x[..., None])
+    return Conv4(self.width, self.norm, self.dtype, self.conv)(x[..., None])
 
 
 class TemporalConv(nn.Module):
@@ -76,13 +79,15 @@ class TemporalConv(nn.Module):
   dtype: Any = jnp.float32
   layers: int = 3
   pool: str = 'max'
+  conv: str = 'xla'
 
   @nn.compact
   def __call__(self, x, mask=None):
     mask = sequence_mask(x) if mask is None else mask
     h = x.astype(self.dtype) * mask[..., None].astype(self.dtype)
     for i in range(self.layers):
-      h = nn.Conv(self.width * 2**min(i, 2), (5,), padding='SAME', dtype=self.dtype)(h)
+      h = nn.Conv(self.width * 2**min(i, 2), (5,), padding='SAME', dtype=self.dtype,
+                    conv_general_dilated=conv_fn(self.conv))(h)
       h = nn.relu(Norm('layer' if self.norm == 'group' else self.norm, self.dtype)(h))
       h = h * mask[..., None].astype(self.dtype)   # keep padding from leaking into neighbours
     return masked_pool(h, mask, self.pool)
@@ -103,14 +108,12 @@ class RNNEncoder(nn.Module):
     lengths = mask.sum(axis=1).astype(jnp.int32)
     h = _Inputs(self.vocab_size, self.hidden, self.dtype)(x)
     for _ in range(self.layers):
-      fwd = nn.RNN(nn.OptimizedLSTMCell(self.hidden, dtype=self.dtype))
+      out = LSTM(self.hidden, self.dtype)(h, mask)
       if self.bidirectional:
-        bwd = nn.RNN(nn.OptimizedLSTMCell(self.hidden, dtype=self.dtype))
-        h = nn.Bidirectional(fwd, bwd)(h, seq_lengths=lengths)
-      else:
-        h = fwd(h, seq_lengths=lengths)
-    # The LSTM carry is float32 (parameter dtype); keep the configured compute dtype downstream.
-    return masked_pool(h.astype(self.dtype), mask, self.pool)
+        back = LSTM(self.hidden, self.dtype)(reverse_valid(h, lengths), mask)
+        out = jnp.concatenate([out, reverse_valid(back, lengths)], axis=-1)
+      h = out.astype(self.dtype)
+    return masked_pool(h, mask, self.pool)
 
 
 class TransformerEncoder(nn.Module):

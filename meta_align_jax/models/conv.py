@@ -1,0 +1,109 @@
+"""Convolution as patches x matrix: per-task weights become one batched GEMM instead of a
+grouped convolution.
+
+Why: meta-learners adapt a copy of the encoder per task, so under `vmap` over tasks every
+convolution has per-task weights. XLA lowers that to one grouped convolution (tasks as groups),
+and cuDNN runs grouped convolutions on slow, often non-tensor-core kernels (bench/README.md:
+52-68 % of the reference model's step). `patch_conv` writes the same convolution as
+`patches(x) @ kernel`: the `kh*kw` shifted views of the input concatenated on the channel axis
+(one fused copy), times the kernel reshaped to `[kh*kw*C_in, C_out]`. Under `vmap` the product is
+a batched matrix multiply with tasks as the GEMM batch, which cuBLAS/Triton run on tensor cores;
+its transpose (the backward pass) is again batched GEMMs plus a fused sum of shifted pads.
+
+The price is memory traffic: the patch matrix is `kh*kw` times the input. It pays where
+grouped convolutions are slow (many tasks, GPU); on CPU and for one task at a time XLA's own
+convolution is better. `config.execution.conv` picks (`resolve_conv`).
+
+`patch_conv` has the signature of `lax.conv_general_dilated` (what `flax.linen.Conv` calls);
+cases it does not cover (dilation, feature groups, channels-first layouts) go to
+`lax.conv_general_dilated` unchanged. Parameters are the same as `nn.Conv`'s, so checkpoints do
+not depend on the choice.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+CONV_IMPLS = ('auto', 'xla', 'patches')
+
+
+def _channels_last_numbers(ndim: int) -> lax.ConvDimensionNumbers:
+  """What flax.linen.Conv passes: inputs `[N, *spatial, C]`, kernel `[*spatial, I, O]`."""
+  spatial = tuple(range(1, ndim - 1))
+  return lax.ConvDimensionNumbers(lhs_spec=(0, ndim - 1) + spatial,
+                                  rhs_spec=(ndim - 1, ndim - 2) + tuple(range(ndim - 2)),
+                                  out_spec=(0, ndim - 1) + spatial)
+
+
+def _is_unit(values) -> bool:
+  return values is None or all(int(v) == 1 for v in values)
+
+
+def patch_conv(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=None,
+               rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
+               batch_group_count: int = 1, precision=None, preferred_element_type=None):
+  """`lax.conv_general_dilated` for channels-last inputs, computed as patches @ kernel."""
+  nd = lhs.ndim
+  plain = (feature_group_count == 1 and batch_group_count == 1 and _is_unit(lhs_dilation)
+           and _is_unit(rhs_dilation) and rhs.ndim == nd
+           and (dimension_numbers is None
+                or lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+                == _channels_last_numbers(nd)))
+  if not plain:
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count, precision=precision,
+        preferred_element_type=preferred_element_type)
+  spatial_in = lhs.shape[1:-1]
+  ksize = rhs.shape[:-2]
+  c_in, c_out = rhs.shape[-2], rhs.shape[-1]
+  if c_in != lhs.shape[-1]:
+    raise ValueError(f'patch_conv: input has {lhs.shape[-1]} channels, kernel expects {c_in}.')
+  strides = tuple(int(s) for s in window_strides)
+  if isinstance(padding, str):
+    pads = lax.padtype_to_pads(spatial_in, ksize, strides, padding)
+  else:
+    pads = [tuple(p) for p in padding]
+  x = lax.pad(lhs, jnp.zeros((), lhs.dtype),
+              [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads] + [(0, 0, 0)])
+  out_sp = [(x.shape[1 + i] - ksize[i]) // strides[i] + 1 for i in range(nd - 2)]
+  if min(out_sp) < 1:
+    raise ValueError(f'patch_conv: kernel {ksize} larger than the padded input {x.shape[1:-1]}.')
+  views = []
+  for offs in itertools.product(*(range(k) for k in ksize)):   # same order as kernel.reshape
+    start = (0,) + offs + (0,)
+    limit = ((x.shape[0],) + tuple(o + s * (n - 1) + 1 for o, s, n in zip(offs, strides, out_sp))
+             + (c_in,))
+    views.append(lax.slice(x, start, limit, (1,) + strides + (1,)))
+  patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
+  kernel = rhs.reshape(-1, c_out)
+  return lax.dot_general(patches, kernel, (((nd - 1,), (0,)), ((), ())), precision=precision,
+                         preferred_element_type=preferred_element_type)
+
+
+def conv_fn(impl: str):
+  """The `conv_general_dilated` argument of `flax.linen.Conv` for a resolved impl."""
+  if impl == 'xla':
+    return None
+  if impl == 'patches':
+    return patch_conv
+  raise ValueError(f"conv impl {impl!r}: resolve 'auto' first (resolve_conv); use {CONV_IMPLS}.")
+
+
+def resolve_conv(impl: str, task_batching: str, side: str, map_encoders: Sequence[str],
+                 backend: str | None = None) -> str:
+  """`config.execution.conv` for one side: `auto` = patches where per-task weights are vmapped
+  on an accelerator (grouped convolutions otherwise), XLA's convolution elsewhere."""
+  if impl not in CONV_IMPLS:
+    raise ValueError(f'config.execution.conv={impl!r}: use one of {CONV_IMPLS}.')
+  if impl != 'auto':
+    return impl
+  backend = backend or jax.default_backend()
+  vmapped = task_batching == 'vmap' and side not in tuple(map_encoders)
+  return 'patches' if backend != 'cpu' and vmapped else 'xla'
