@@ -1,6 +1,6 @@
 #!/bin/bash
 # One device call: the PyTorch reference and our step, same GPU, same command (bench/README.md).
-#   bash bench/gpu_suite.sh SUITE.json BUDGET_S [REF=1]
+#   bash bench/gpu_suite.sh SUITE.json BUDGET_S [REF=1|fp32|0]   (fp32: the reference without --amp only)
 # Needs .devbench/ (a copy of ../shared/bench) and .whl/ (ml_collections) carried; writes $OUT.
 set -u
 SUITE=${1:-bench/suite_gpu1.json}; BUDGET=${2:-380}; REF=${3:-1}
@@ -9,9 +9,11 @@ export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv > $OUT/gpu.txt 2>&1
 date -u >> $OUT/gpu.txt
-if [ "$REF" = 1 ]; then
+if [ "$REF" != 0 ]; then
+  REF_CASES=("--image-size 224" "--image-size 224 --amp" "--image-size 84" "--image-size 84 --amp")
+  [ "$REF" = fp32 ] && REF_CASES=("--image-size 224" "--image-size 84")
   : > $OUT/ref.jsonl
-  for args in "--image-size 224" "--image-size 224 --amp" "--image-size 84" "--image-size 84 --amp"; do
+  for args in "${REF_CASES[@]}"; do
     timeout 90 python3 .devbench/ref_torch_meta_align.py $args --meta-iters 10 --warmup 2 --no-flops 2>>$OUT/ref.err >> $OUT/ref.jsonl
   done
   python3 - <<'PY'

@@ -271,7 +271,8 @@ def run_case(config_path: str, overrides: dict, *, name: str = '', repeats: int 
               'tasks_per_s': tasks_per_step / step_s,
               # process-wide high-water mark (cumulative over the cases of one process):
               'process_peak_mem_gib': _peak_memory(),
-              'loss': float(metrics['loss']), 'finite': bool(np.isfinite(float(metrics['loss'])))})
+              'loss': float(np.mean(metrics['loss'])),
+              'finite': bool(np.all(np.isfinite(np.asarray(metrics['loss']))))})
   if res.get('flops'):
     res['flops_per_task'] = res['flops'] / tasks_per_step
     res['tflops_per_s'] = res['flops'] / step_s / 1e12

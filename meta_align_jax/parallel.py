@@ -4,9 +4,10 @@
 state; `jit` runs on one device with no device axis; `auto` picks pmap when there is more than
 one local device. `execution.task_batching` / `execution.inner_loop`: `auto` resolves per backend
 from measurements (DESIGN.md, Performance notes; bench/README.md): on XLA:CPU unrolled code
-beats loops and vmapped convolutions by ~10x. On GPU (H100) `vmap` with a scanned inner loop is
-the safe choice: `lax.map` is 1.6x faster for a Conv-4 alone (270 vs 170 tasks/s) but 5x slower
-for the reference model, whose LSTM then runs its time loop once per task (13 vs 73 tasks/s).
+beats loops and vmapped convolutions by ~10x. On GPU (H100/H200) `vmap` with a scanned inner loop,
+with per-task convolutions as batched patch GEMMs (`execution.conv`, models/conv.py), is the
+fastest for every benchmarked config: 1.3x `lax.map` over tasks for a Conv-4, and `lax.map` is
+5x slower for the reference model, whose LSTM then runs its time loop once per task.
 """
 
 from __future__ import annotations
