@@ -224,6 +224,15 @@ GRIDS: dict[str, Grid] = {
                                           'meta_align_evhead', 'target_only_evhead')),
                Cell(('image_audio_c20',), ('meta_align_evproto', 'target_only_evproto'))),
         scale=_CPU_SCALE),
+    'cpu_lowres5': Grid(
+        description='image->audio with 5 labelled target classes: meta-alignment vs target-only '
+                    'over 3 seeds (seed 0 is also in cpu_lowres).',
+        cells=(Cell(('image_audio_c5',), ('meta_align', 'target_only')),), scale=_CPU_SCALE),
+    'cpu_lowres5_proto': Grid(
+        description='cpu_lowres5 scored with prototypes in Z (evaluation-only, see '
+                    'cpu_proto_eval).',
+        cells=(Cell(('image_audio_c5',), ('meta_align_evproto', 'target_only_evproto')),),
+        scale=_CPU_SCALE),
     # Evaluation-only: *_evproto runs train exactly as the method without the suffix (training
     # is deterministic), so a finished run's checkpoints can be copied in to skip training.
     'cpu_proto_eval': Grid(
