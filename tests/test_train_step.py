@@ -97,15 +97,19 @@ def test_learners_and_options_run_and_update_parameters():
       assert 'align_loss' in metrics
 
 
-def test_pmap_on_four_cpu_devices_equals_one_device():
+@pytest.mark.parametrize('devices', [4, 8])
+def test_pmap_on_fake_cpu_devices_equals_one_device(devices):
+  """8 global tasks: split over 4 devices (2 each) or 8 devices (1 each) vs one device."""
+  per_device = 8 // devices
   script = textwrap.dedent("""
       import json, jax, numpy as np
       from meta_align_jax import build_model, init_train_state, make_train_step, random_batch
       from meta_align_jax import replicate, unreplicate
       from tests.tiny import tiny_config
-      assert jax.local_device_count() == 4
+      D, P = {devices}, {per_device}
+      assert jax.local_device_count() == D
       out = {}
-      for mode, tasks in (('pmap', 2), ('jit', 8)):
+      for mode, tasks in (('pmap', P), ('jit', 8)):
         c = tiny_config(**{'execution.parallel': mode, 'task.tasks_per_device': tasks})
         model = build_model(c)
         state = init_train_state(c, model, jax.random.key(0))
@@ -113,7 +117,7 @@ def test_pmap_on_four_cpu_devices_equals_one_device():
         if mode == 'pmap':
           one = tiny_config(**{'execution.parallel': 'jit', 'task.tasks_per_device': 8})
           flat = random_batch(one, 5, num_devices=None)
-          batch = jax.tree.map(lambda x: x.reshape((4, 2) + x.shape[1:]), flat)
+          batch = jax.tree.map(lambda x: x.reshape((D, P) + x.shape[1:]), flat)
           state = replicate(state)
         else:
           batch = glob
@@ -125,8 +129,8 @@ def test_pmap_on_four_cpu_devices_equals_one_device():
         out[mode] = {'params': [np.asarray(x).tolist() for x in jax.tree.leaves(state.params)],
                      'loss': float(metrics['loss'])}
       print(json.dumps(out))
-  """)
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
+  """).replace('{devices}', str(devices)).replace('{per_device}', str(per_device))
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
              JAX_PLATFORMS='cpu', PYTHONPATH=REPO)
   proc = subprocess.run([sys.executable, '-c', script], env=env, cwd=REPO, capture_output=True,
                         text=True, timeout=600)
