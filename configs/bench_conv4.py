@@ -27,7 +27,8 @@ def get_config():
   c.eval.ways, c.eval.shots, c.eval.queries = 5, 1, 5
   # Fastest full-network strategy measured on H100/H200 (bench/README.md): tasks vmapped with the
   # per-task convolutions as batched patch GEMMs (1.3x lax.map over tasks with XLA's convs).
+  # The 5 inner steps unrolled: 1.07x the scanned loop, compiles in ~10 s.
   c.execution.task_batching = 'vmap'
-  c.execution.inner_loop = 'scan'
+  c.execution.inner_loop = 'unroll'
   c.execution.conv = 'auto'
   return c

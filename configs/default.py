@@ -92,6 +92,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.execution.parallel = 'auto'        # auto | pmap | jit  (auto: pmap when >1 local device)
   c.execution.conv = 'auto'            # auto | xla | patches: convolutions as patch GEMMs where
                                        # tasks are vmapped on GPU (models/conv.py)
+  c.execution.rnn_unroll = 1           # LSTM time steps per loop iteration (lax.scan unroll)
   c.execution.map_encoders = ()        # sides ('source'/'target') whose encoder runs as a lax.map
                                        # over vmapped tasks (ungrouped convs; models/registry.py)
 

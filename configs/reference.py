@@ -39,7 +39,7 @@ def get_config():
   c.model.compute_dtype = 'bfloat16'
 
   c.task.ways, c.task.shots, c.task.queries = 3, 4, 1
-  c.task.tasks_per_device = 32
+  c.task.tasks_per_device = 64         # 1.06x (224 px) to 1.3x (84 px) the speed of 32 on an H100
   c.task.meta_on = ('source',)
 
   c.align.pairs, c.align.ways = 15, 3
@@ -62,6 +62,9 @@ def get_config():
   c.execution.inner_loop = 'scan'
   c.execution.conv = 'auto'
   c.execution.map_encoders = ()
+  # 16 LSTM time steps per loop iteration: fewer loop trips (1.07x at 84 px). Unrolling the 9
+  # inner steps too (`execution.inner_loop='unroll'`) is 1.22x at 84 px but compiles in ~53 s.
+  c.execution.rnn_unroll = 16
 
   c.eval.ways, c.eval.shots, c.eval.queries = 3, 5, 5
   c.eval.inner_steps, c.eval.inner_lr = 9, 1e-4

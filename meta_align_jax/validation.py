@@ -58,6 +58,7 @@ def check_config(config) -> None:
   parallel.resolve_parallel(config)
   parallel.resolve_execution(config)
   _choice(config.execution.get('conv', 'xla'), CONV_IMPLS, 'config.execution.conv')
+  _positive(config.execution.get('rnn_unroll', 1), 'config.execution.rnn_unroll')
 
 
 def _lead(config) -> tuple[int, ...]:

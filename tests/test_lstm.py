@@ -35,6 +35,15 @@ def test_forward_and_first_order_gradients_equal_autodiff_of_the_scan():
   assert float(jnp.abs(got[0][1, 4:]).max()) == 0.0
 
 
+def test_unrolled_time_loop_gives_the_same_gradients():
+  gx, wh, mask, w_out = _inputs(3)
+  f4 = lambda gx, wh, mask: lstm_recurrence(gx, wh, mask, unroll=4)
+  got = jax.grad(_loss(f4, mask, w_out), (0, 1))(gx, wh)
+  want = jax.grad(_loss(lstm_recurrence, mask, w_out), (0, 1))(gx, wh)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_second_order_gradients_equal_autodiff_of_the_scan():
   """What second-order MAML needs: the gradient of a function of the gradient."""
   gx, wh, mask, w_out = _inputs(1)

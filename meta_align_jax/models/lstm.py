@@ -34,7 +34,7 @@ def _cell(pre, c_prev):
   return o * jnp.tanh(c), c, (i, f, g, o)
 
 
-def _scan_forward(gx, wh, mask, dtype):
+def _scan_forward(gx, wh, mask, dtype, unroll=1):
   """Plain forward recurrence: gx `[B, L, 4H]` input pre-activations, wh `[H, 4H]`, mask `[B, L]`.
 
   Returns outputs `[B, L, H]` (f32) and what the backward pass needs: the state before each step,
@@ -53,7 +53,8 @@ def _scan_forward(gx, wh, mask, dtype):
     h_next, c_next = jnp.where(m, h_new, h), jnp.where(m, c_new, c)
     return (h_next, c_next), (h_next, h, c, c_new, jnp.concatenate(acts, axis=-1))
 
-  _, outs = jax.lax.scan(step, (h0, h0), (jnp.swapaxes(gx, 0, 1), jnp.swapaxes(mask, 0, 1)))
+  _, outs = jax.lax.scan(step, (h0, h0), (jnp.swapaxes(gx, 0, 1), jnp.swapaxes(mask, 0, 1)),
+                         unroll=unroll)
   # hs, h_prev, c_prev, c_new, gate activations (i, f, g, o): each [B, L, .]
   return tuple(jnp.swapaxes(a, 0, 1) for a in outs)
 
@@ -63,17 +64,17 @@ def lstm_recurrence_reference(gx, wh, mask, dtype=jnp.float32):
   return _scan_forward(gx, wh, mask, dtype)[0]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _recurrence(gx, wh, mask, dtype):
-  return _scan_forward(gx, wh, mask, dtype)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _recurrence(gx, wh, mask, dtype, unroll):
+  return _scan_forward(gx, wh, mask, dtype, unroll)[0]
 
 
-def _fwd(gx, wh, mask, dtype):
-  hs, h_prev, c_prev, c_new, acts = _scan_forward(gx, wh, mask, dtype)
+def _fwd(gx, wh, mask, dtype, unroll):
+  hs, h_prev, c_prev, c_new, acts = _scan_forward(gx, wh, mask, dtype, unroll)
   return hs, (gx, wh, mask, h_prev, c_prev, c_new, acts)
 
 
-def _bwd(dtype, res, d_hs):
+def _bwd(dtype, unroll, res, d_hs):
   gx, wh, mask, h_prev, c_prev, c_new_all, acts = res
   b, _, g4 = gx.shape
   whT = wh.astype(dtype).T   # cast once, outside the loop
@@ -98,7 +99,7 @@ def _bwd(dtype, res, d_hs):
   z = jnp.zeros((b, g4 // 4), jnp.float32)
   sw = lambda a: jnp.swapaxes(a, 0, 1)
   _, dpre = jax.lax.scan(step, (z, z), (sw(mask), sw(c_prev), sw(c_new_all), sw(acts), sw(d_hs)),
-                         reverse=True)
+                         reverse=True, unroll=unroll)
   dpre = sw(dpre)                                            # [B, L, 4H] f32
   dwh = jnp.einsum('blh,blg->hg', h_prev.astype(dtype), dpre.astype(dtype),
                    preferred_element_type=jnp.float32).astype(wh.dtype)
@@ -109,9 +110,12 @@ def _bwd(dtype, res, d_hs):
 _recurrence.defvjp(_fwd, _bwd)
 
 
-def lstm_recurrence(gx, wh, mask, dtype=jnp.float32):
-  """Hidden states `[B, L, H]` (float32) of an LSTM with input pre-activations `gx`."""
-  return _recurrence(gx, wh, mask.astype(bool), jnp.dtype(dtype))
+def lstm_recurrence(gx, wh, mask, dtype=jnp.float32, unroll: int = 1):
+  """Hidden states `[B, L, H]` (float32) of an LSTM with input pre-activations `gx`.
+
+  `unroll`: time steps per loop iteration (`lax.scan`'s unroll; `config.execution.rnn_unroll`).
+  """
+  return _recurrence(gx, wh, mask.astype(bool), jnp.dtype(dtype), int(unroll))
 
 
 def reverse_valid(x, lengths):
@@ -125,9 +129,10 @@ class LSTM(nn.Module):
   """One LSTM direction over `[B, L, D]` with a mask `[B, L]`; returns `[B, L, H]` float32."""
   hidden: int
   dtype: Any = jnp.float32
+  unroll: int = 1
 
   @nn.compact
   def __call__(self, x, mask):
     gx = nn.Dense(4 * self.hidden, dtype=self.dtype, name='wi')(x)   # all steps in one GEMM
     wh = self.param('wh', nn.initializers.orthogonal(), (self.hidden, 4 * self.hidden))
-    return lstm_recurrence(gx, wh, mask, self.dtype)
+    return lstm_recurrence(gx, wh, mask, self.dtype, self.unroll)

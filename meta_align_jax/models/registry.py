@@ -36,7 +36,7 @@ class EncoderSpec:
 
 def _rnn(bidirectional):
   return lambda m, dt: sequence.RNNEncoder(m.vocab_size, m.hidden, m.text_layers, bidirectional,
-                                           m.text_pool, dt)
+                                           m.text_pool, dt, m.rnn_unroll)
 
 
 ENCODERS: dict[str, EncoderSpec] = {
@@ -184,16 +184,17 @@ def _mapped_apply(tower):
 
 
 class _SideModel:
-  """`config.model` seen by one side's encoder, plus `conv`: that side's resolved impl."""
+  """`config.model` seen by one side's encoder, plus the execution choices encoders take: `conv`
+  (that side's resolved convolution impl) and `rnn_unroll`."""
 
-  def __init__(self, model_config, conv: str):
-    self._model, self.conv = model_config, conv
+  def __init__(self, model_config, conv: str, rnn_unroll: int = 1):
+    self._model, self.conv, self.rnn_unroll = model_config, conv, rnn_unroll
 
   def __getattr__(self, name):
     return getattr(self._model, name)
 
 
-def _encoder(side: str, side_config, model_config, conv: str = 'xla'):
+def _encoder(side: str, side_config, model_config, conv: str = 'xla', rnn_unroll: int = 1):
   name = side_config.encoder
   if name not in ENCODERS:
     raise ValueError(f'config.{side}.encoder={name!r} is not a known encoder; known: '
@@ -210,7 +211,7 @@ def _encoder(side: str, side_config, model_config, conv: str = 'xla'):
                      f'{name!r} expects rank {spec.input_rank} per example.')
   if model_config.norm not in NORMS:
     raise ValueError(f'config.model.norm={model_config.norm!r}: use one of {NORMS}.')
-  return spec.make(_SideModel(model_config, conv), _dtype(model_config.compute_dtype))
+  return spec.make(_SideModel(model_config, conv, rnn_unroll), _dtype(model_config.compute_dtype))
 
 
 def build_model(config) -> MetaAlignModel:
@@ -220,7 +221,8 @@ def build_model(config) -> MetaAlignModel:
   task_batching = parallel.resolve_execution(config)[0]
   towers = {side: Tower(_encoder(side, config[side], m,
                                  resolve_conv(config.execution.get('conv', 'xla'), task_batching,
-                                              side, map_encoders)), m.z_dim)
+                                              side, map_encoders),
+                                 int(config.execution.get('rnn_unroll', 1))), m.z_dim)
             for side in ('source', 'target')}
   ways = max(config.task.ways, config.eval.ways)
   global_head = Head(m.num_global_classes, m.head) if m.num_global_classes > 0 else None

@@ -101,6 +101,7 @@ class RNNEncoder(nn.Module):
   bidirectional: bool = True
   pool: str = 'max'
   dtype: Any = jnp.float32
+  unroll: int = 1                  # time steps per loop iteration (config.execution.rnn_unroll)
 
   @nn.compact
   def __call__(self, x, mask=None):
@@ -108,9 +109,9 @@ class RNNEncoder(nn.Module):
     lengths = mask.sum(axis=1).astype(jnp.int32)
     h = _Inputs(self.vocab_size, self.hidden, self.dtype)(x)
     for _ in range(self.layers):
-      out = LSTM(self.hidden, self.dtype)(h, mask)
+      out = LSTM(self.hidden, self.dtype, self.unroll)(h, mask)
       if self.bidirectional:
-        back = LSTM(self.hidden, self.dtype)(reverse_valid(h, lengths), mask)
+        back = LSTM(self.hidden, self.dtype, self.unroll)(reverse_valid(h, lengths), mask)
         out = jnp.concatenate([out, reverse_valid(back, lengths)], axis=-1)
       h = out.astype(self.dtype)
     return masked_pool(h, mask, self.pool)
