@@ -58,6 +58,10 @@ TASKS: dict[str, tuple[str, dict]] = {
         'target.modality': 'image', 'target.encoder': 'conv4', 'target.input_shape': (32, 32, 3),
         'data.source_feature': 'audio', 'data.target_feature': 'image'}),
 }
+# audio -> image with labelled images for only 5 meta-train classes: the easier modality as the
+# high-resource source, the harder one as the low-resource target.
+TASKS['audio_image_c5'] = (TASKS['audio_image'][0],
+                           {**TASKS['audio_image'][1], 'data.target_train_classes': 5})
 
 
 # --------------------------------------------------------------------------- methods
@@ -232,6 +236,15 @@ GRIDS: dict[str, Grid] = {
         description='cpu_lowres5 scored with prototypes in Z (evaluation-only, see '
                     'cpu_proto_eval).',
         cells=(Cell(('image_audio_c5',), ('meta_align_evproto', 'target_only_evproto')),),
+        scale=_CPU_SCALE),
+    'cpu_lowres_reverse': Grid(
+        description='audio->image with 5 labelled target (image) classes: meta-alignment vs '
+                    'target-only.',
+        cells=(Cell(('audio_image_c5',), ('meta_align', 'target_only')),), scale=_CPU_SCALE),
+    'cpu_lowres_reverse_proto': Grid(
+        description='cpu_lowres_reverse scored with prototypes in Z (evaluation-only, see '
+                    'cpu_proto_eval).',
+        cells=(Cell(('audio_image_c5',), ('meta_align_evproto', 'target_only_evproto')),),
         scale=_CPU_SCALE),
     # Evaluation-only: *_evproto runs train exactly as the method without the suffix (training
     # is deterministic), so a finished run's checkpoints can be copied in to skip training.
