@@ -160,3 +160,24 @@ def test_reshape_max_pool_equals_flax_max_pool(shape, ceil):
       jax.grad(loss(lambda x: layers.max_pool_2x2(x, ceil=ceil)))(x),
       jax.grad(loss(lambda x: nn.max_pool(x, (2, 2), (2, 2),
                                           padding='SAME' if ceil else 'VALID')))(x), rtol=1e-6)
+
+
+def test_max_pool_gradient_goes_to_one_entry_per_window_even_with_ties():
+  x = jnp.zeros((1, 4, 6, 2), jnp.float32)   # all ties, as after a ReLU
+  g = jax.jit(jax.grad(lambda x: jnp.sum(layers.max_pool_2x2(x) * 3.0)))(x)
+  windows = np.asarray(g).reshape(1, 2, 2, 3, 2, 2).sum(axis=(2, 4))
+  np.testing.assert_array_equal(windows, 3.0)              # all of it, once per window
+  assert np.count_nonzero(np.asarray(g)) == 2 * 3 * 2
+
+
+def test_max_pool_second_order_gradient_matches_flax():
+  """Second-order MAML differentiates the pool's backward pass."""
+  x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 6, 6, 3)), jnp.float32)
+
+  def outer(pool):
+    def inner_loss(x):
+      return jnp.sum(jnp.sin(pool(x)) ** 2)
+    return jax.grad(lambda x: jnp.sum(jax.grad(inner_loss)(x) * x))(x)
+
+  np.testing.assert_allclose(outer(layers.max_pool_2x2),
+                             outer(lambda x: nn.max_pool(x, (2, 2), (2, 2))), rtol=1e-5, atol=1e-6)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 NORMS = ('group', 'layer', 'task_batch', 'none')
@@ -83,10 +84,12 @@ def max_pool_2x2(x, ceil: bool = False):
 
   The same values as `nn.max_pool(x, (2, 2), (2, 2))` (VALID: an odd last row/column is
   dropped) or, with `ceil`, as `padding='SAME'` (an odd last row/column is pooled alone). The
-  gradient is an elementwise mask instead of XLA's select-and-scatter, which took 12 % of the
-  Conv-4 step on an H100 (bench/README.md). Ties share the gradient equally where
-  select-and-scatter gives it to the first maximum; after a ReLU the usual tie is all zeros,
-  whose gradient the ReLU zeroes either way.
+  gradient goes to the first maximum of each window, as XLA's select-and-scatter does, but as
+  elementwise selects (select-and-scatter took 12 % of the Conv-4 step on an H100,
+  bench/README.md). The window's maximum is found by comparing its four entries with each other:
+  `jnp.max`'s own gradient compares the input with the pooled maximum instead, which can match
+  nothing when XLA recomputes the input in another fusion with different rounding, and then
+  divides 0 by 0 (seen on XLA:CPU).
   """
   _, h, w, _ = x.shape
   if ceil and (h % 2 or w % 2):
@@ -94,5 +97,33 @@ def max_pool_2x2(x, ceil: bool = False):
     x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=neg)
   else:
     x = x[:, :h - h % 2, :w - w % 2]
+  return _pool_even(x)
+
+
+@jax.custom_vjp
+def _pool_even(x):
   b, h, w, c = x.shape
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+  return jnp.max(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+
+
+def _pool_even_fwd(x):
+  return _pool_even(x), x
+
+
+def _pool_even_bwd(x, g):
+  b, h, w, c = x.shape
+  xr = x.reshape(b, h // 2, 2, w // 2, 2, c)
+  p, q, r, s = xr[:, :, 0, :, 0], xr[:, :, 0, :, 1], xr[:, :, 1, :, 0], xr[:, :, 1, :, 1]
+  # The first maximum in window order, from comparisons among the window's own entries: exactly
+  # one entry is chosen however XLA rounds or fuses the computation of x.
+  sp = (p >= q) & (p >= r) & (p >= s)
+  sq = ~sp & (q >= r) & (q >= s)
+  sr = ~sp & ~sq & (r >= s)
+  ss = ~(sp | sq | sr)
+  zero = jnp.zeros((), g.dtype)
+  top = jnp.stack([jnp.where(sp, g, zero), jnp.where(sq, g, zero)], axis=3)
+  bottom = jnp.stack([jnp.where(sr, g, zero), jnp.where(ss, g, zero)], axis=3)
+  return (jnp.stack([top, bottom], axis=2).reshape(b, h, w, c),)
+
+
+_pool_even.defvjp(_pool_even_fwd, _pool_even_bwd)
