@@ -35,6 +35,7 @@ def _side_config(config, side):
     c.data.target_dataset, c.data.target_feature = (config.data.source_dataset,
                                                     config.data.source_feature)
     c.target.input_shape = tuple(config.source.input_shape)
+    c.target.modality = config.source.modality
     c.data.target_noise = 0.0
   return c
 
