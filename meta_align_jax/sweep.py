@@ -270,6 +270,14 @@ GRIDS: dict[str, Grid] = {
         cells=(Cell(('text_image', 'text_speech'), ('meta_align_evproto', 'target_only_evproto',
                                                     'no_align_evproto')),),
         seeds=(0,), scale=_CPU_SCALE),
+    'cpu_speech': Grid(
+        description='text->speech only (seeds 1-2 of cpu_tasks3\'s text->speech cell).',
+        cells=(Cell(('text_speech',), ('meta_align', 'target_only', 'no_align')),),
+        scale=_CPU_SCALE),
+    'cpu_speech_proto': Grid(
+        description='cpu_speech scored with prototypes in Z (evaluation-only, see cpu_proto_eval).',
+        cells=(Cell(('text_speech',), ('meta_align_evproto', 'target_only_evproto',
+                                       'no_align_evproto')),), scale=_CPU_SCALE),
     # The paper-scale protocol (accelerator): 5-way and 1/5/10 shots, all methods, 3 seeds.
     'full': Grid(
         description='All embedded tasks and digits->FSDD, all methods, 1/5/10 shots, noise sweep.',
