@@ -61,6 +61,11 @@ def test_unsupported_convolutions_fall_back_to_lax():
   kw = dict(dimension_numbers=dn, feature_group_count=2, rhs_dilation=(2, 2))
   np.testing.assert_allclose(patch_conv(x, k, (1, 1), 'SAME', **kw),
                              lax.conv_general_dilated(x, k, (1, 1), 'SAME', **kw), rtol=1e-6)
+  # No dimension numbers: lax's channels-first default, not this module's channels-last layout.
+  xc = jnp.asarray(rng.normal(size=(1, 4, 8, 8)), jnp.float32)
+  kc = jnp.asarray(rng.normal(size=(5, 4, 3, 3)), jnp.float32)
+  np.testing.assert_allclose(patch_conv(xc, kc, (1, 1), 'SAME'),
+                             lax.conv_general_dilated(xc, kc, (1, 1), 'SAME'), rtol=1e-6)
 
 
 def test_auto_uses_patches_only_for_vmapped_tasks_on_an_accelerator():

@@ -51,9 +51,10 @@ def patch_conv(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=No
   nd = lhs.ndim
   plain = (feature_group_count == 1 and batch_group_count == 1 and _is_unit(lhs_dilation)
            and _is_unit(rhs_dilation) and rhs.ndim == nd
-           and (dimension_numbers is None
-                or lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-                == _channels_last_numbers(nd)))
+           # None means lax's channels-first default: left to lax.
+           and dimension_numbers is not None
+           and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+           == _channels_last_numbers(nd))
   if not plain:
     return lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
