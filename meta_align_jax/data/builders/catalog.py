@@ -78,7 +78,7 @@ class _FromCatalog(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   # Subclasses: features of the converted examples, label names, and the conversion.
   def _features(self) -> dict[str, tfds.features.FeatureConnector]:
-    raise NotImplementedError
+    raise NotImplementedError(f'{type(self).__name__} must define _features (or its own _info).')
 
   def _label_names(self, catalog: tfds.core.DatasetBuilder) -> list[str]:
     return list(catalog.info.features['label'].names)
@@ -86,7 +86,7 @@ class _FromCatalog(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _convert(self, example: dict[str, Any], catalog: tfds.core.DatasetBuilder
                ) -> dict[str, Any] | None:
     """The converted example without 'example_id', or None to leave it out."""
-    raise NotImplementedError
+    raise NotImplementedError(f'{type(self).__name__} must define _convert.')
 
   def _split_generators(self, dl_manager):
     catalog = catalog_builder(self.CATALOG_NAME, self.data_dir_root)
