@@ -128,6 +128,15 @@ METHODS: dict[str, Method] = {
                              {'meta.learner': 'protonet', 'eval.method': 'proto'}),
     'strong_infonce': Method('ours', 'meta-alignment with strong (instance) pairs and InfoNCE',
                              {'align.kind': 'strong', 'align.loss': 'infonce'}),
+    # Alignment-pair budget: the number of distinct target examples per meta-train class that
+    # weak pairs may draw (data.target_train_shots; 5 is the default, 0 pairs is no_align).
+    'meta_align_p1': Method('ours', 'meta-alignment with 1 target example per meta-train class '
+                            'for pairs (data.target_train_shots=1)', {'data.target_train_shots': 1}),
+    'meta_align_p2': Method('ours', 'meta-alignment with 2 target examples per meta-train class '
+                            'for pairs (data.target_train_shots=2)', {'data.target_train_shots': 2}),
+    'meta_align_p20': Method('ours', 'meta-alignment with 20 target examples per meta-train '
+                             'class for pairs (data.target_train_shots=20)',
+                             {'data.target_train_shots': 20}),
     'target_only': Method('baseline', 'Reptile on target tasks of the low-resource target data '
                           'only; no source, no alignment',
                           {'task.meta_on': ('target',), 'align.enabled': False},
@@ -205,6 +214,11 @@ GRIDS: dict[str, Grid] = {
     'cpu_ablations': Grid(
         description='image->audio, 1-shot: the other baselines, ablations and meta-learners.',
         cells=(Cell(('image_audio',), _ALL),), scale=_CPU_SCALE),
+    'cpu_pairs': Grid(
+        description='image->audio, 1-shot: alignment-pair budget, 1/2/5/20 target examples per '
+                    'meta-train class for weak pairs (5 is cpu_core\'s meta_align, 0 its no_align).',
+        cells=(Cell(('image_audio',), ('meta_align_p1', 'meta_align_p2', 'meta_align_p20')),),
+        scale=_CPU_SCALE),
     'cpu_investigate': Grid(
         description='image->audio, 1-shot: tuning meta-alignment (zero head, alignment weight, '
                     'target tasks too).',
