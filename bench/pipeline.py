@@ -9,10 +9,17 @@ episodes/s = batches/s x devices x tasks_per_device, comparable to the step's ep
   python bench/pipeline.py --config configs/default.py --out /tmp/pipeline.json \
       --override task.tasks_per_device=32 --batches 500
   python bench/pipeline.py --data fake                      # random in-memory data, no TFDS
+  python bench/pipeline.py --gather index                   # what the host makes when the
+                                                            # device gathers (data.gather=device)
 
 `--data config` (default) loads the datasets `config.data` names (preparing them on first use,
 which is timed separately as `load_s`); `--data fake` injects random data of the config's shapes
 (`--fake_classes` x `--fake_per_class`), to measure the pipeline without any dataset.
+
+`--gather host` (default) times batches of examples gathered by tf.data; `--gather index` times
+the index batches the host produces when the accelerator gathers (`config.data.gather='device'`,
+`meta_align_jax/device_gather.py`), the host's whole share of the work then; `--gather device`
+adds the gather on this machine's JAX device (on a CPU-only machine, the CPU).
 """
 
 from __future__ import annotations
@@ -30,7 +37,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import jax  # noqa: E402  pylint: disable=g-import-not-at-top
+
 from meta_align_jax import data  # noqa: E402  pylint: disable=g-import-not-at-top
+from meta_align_jax.data import episodes  # noqa: E402  pylint: disable=g-import-not-at-top
 from meta_align_jax import parallel  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
@@ -84,6 +94,9 @@ def main(argv=None) -> dict:
   parser.add_argument('--eval_episodes', type=int, default=-1,
                       help='also time make_eval_episodes for this many (-1: config.eval.num_episodes, '
                            '0: skip)')
+  parser.add_argument('--gather', choices=('host', 'index', 'device'), default='host',
+                      help='host: tf.data gathers examples; index: index batches only; device: '
+                           'index batches gathered on the JAX device')
   parser.add_argument('--out', default='', help='also write the JSON here')
   args = parser.parse_args(argv)
 
@@ -96,19 +109,29 @@ def main(argv=None) -> dict:
   load_s = time.perf_counter() - t0
 
   t0 = time.perf_counter()
-  it = data.make_train_iterator(config, sources=sources)
+  if args.gather == 'index':
+    it = episodes.train_dataset(config, sources=sources, index_only=True).as_numpy_iterator()
+  else:
+    config.data.gather = args.gather
+    it = data.make_train_iterator(config, sources=sources)
   first = next(it)
   first_batch_s = time.perf_counter() - t0
   for _ in range(args.warmup):
     next(it)
   t0 = time.perf_counter()
+  last = None
   for _ in range(args.batches):
-    next(it)
+    last = next(it)
+  jax.block_until_ready(last)
   elapsed = time.perf_counter() - t0
 
   devices = parallel.num_batch_devices(config)
   tasks_per_batch = (devices or 1) * config.task.tasks_per_device
-  batch_bytes = int(sum(v.nbytes for v in _leaves(first)))
+  # Bytes the host hands over per batch (device-gathered batches: those of the index batch).
+  host_batch = (first if args.gather != 'device' else
+                episodes.train_dataset(config, sources=sources, index_only=True)
+                .as_numpy_iterator().next())
+  batch_bytes = int(sum(v.nbytes for v in _leaves(host_batch)))
   result = {
       'benchmark': 'pipeline',
       'config': os.path.relpath(os.path.abspath(args.config)),
@@ -122,6 +145,7 @@ def main(argv=None) -> dict:
                       'ways': config.task.ways, 'shots': config.task.shots,
                       'queries': config.task.queries, 'align_pairs': config.align.pairs,
                       'meta_on': list(config.task.meta_on)},
+      'gather': args.gather,
       'batch_bytes': batch_bytes,
       'prefetch': config.data.prefetch,
       'timed_batches': args.batches,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from meta_align_jax import losses, parallel
+from meta_align_jax import device_gather, losses, parallel
 from meta_align_jax.meta import learners
 from meta_align_jax.models.conv import CONV_IMPLS
 
@@ -59,6 +59,7 @@ def check_config(config) -> None:
   parallel.resolve_execution(config)
   _choice(config.execution.get('conv', 'xla'), CONV_IMPLS, 'config.execution.conv')
   _positive(config.execution.get('rnn_unroll', 1), 'config.execution.rnn_unroll')
+  device_gather.check_config(config)
 
 
 def _lead(config) -> tuple[int, ...]:

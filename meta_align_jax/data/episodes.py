@@ -35,6 +35,7 @@ from typing import Iterator
 import jax
 import numpy as np
 
+from meta_align_jax import device_gather
 from meta_align_jax.data import checks
 from meta_align_jax.data import sampling
 from meta_align_jax.data import splits as splits_lib
@@ -76,8 +77,8 @@ def _strong_pairs(source: ModalityData, target: ModalityData, target_groups: lis
 @dataclasses.dataclass(frozen=True)
 class TrainPools:
   """Everything training tasks are drawn from, built once from the data and the class split."""
-  source_x: tf.Tensor
-  target_x: tf.Tensor
+  source_x: tf.Tensor | None   # None when the device gathers the inputs (index batches)
+  target_x: tf.Tensor | None
   source_tasks: ClassTable | None
   target_tasks: ClassTable | None
   align: tasks.AlignPools | None
@@ -88,7 +89,8 @@ class TrainPools:
   target_labels: tf.Tensor | None = None
 
 
-def build_train_pools(config, sources: Sources, splits: dict[str, list[str]]) -> TrainPools:
+def build_train_pools(config, sources: Sources, splits: dict[str, list[str]], *,
+                      with_inputs: bool = True) -> TrainPools:
   """Class tables for source tasks, target tasks and alignment pairs; checks they can be sampled.
 
   Target examples are restricted to the fixed subset of `config.data.target_train_shots` per class,
@@ -160,7 +162,8 @@ def build_train_pools(config, sources: Sources, splits: dict[str, list[str]]) ->
       align = tasks.AlignPools(
           target=target_table,
           source=ClassTable.build(class_groups(sources.source, align_names), align_names))
-  return TrainPools(source_x=tf.constant(sources.source.x), target_x=tf.constant(sources.target.x),
+  return TrainPools(source_x=tf.constant(sources.source.x) if with_inputs else None,
+                    target_x=tf.constant(sources.target.x) if with_inputs else None,
                     source_tasks=source_tasks, target_tasks=target_tasks, align=align,
                     target_subset=subset, target_classes=tuple(target_classes),
                     target_labels=target_labels)
@@ -192,30 +195,39 @@ def _save_target_subset(pools: TrainPools, target: ModalityData, workdir: str,
   os.replace(tmp, path)
 
 
-def _expected_shapes(config, devices: int | None, tasks_per_device: int) -> dict:
+def _expected_shapes(config, devices: int | None, tasks_per_device: int,
+                     index_only: bool = False) -> dict:
   lead = ((devices,) if devices else ()) + (tasks_per_device,)
   n, k, q, p = config.task.ways, config.task.shots, config.task.queries, config.align.pairs
   src, tgt = tuple(config.source.input_shape), tuple(config.target.input_shape)
+  x = 'idx' if index_only else 'x'
+  if index_only:   # one index per example instead of the example
+    src = tgt = ()
   def few_shot(shape, clean):
-    support = {'x': lead + (n * k,) + shape, 'y': lead + (n * k,), 'label': lead + (n * k,)}
+    support = {x: lead + (n * k,) + shape, 'y': lead + (n * k,), 'label': lead + (n * k,)}
     if clean:
       support['clean_y'] = lead + (n * k,)
     return {'support': support,
-            'query': {'x': lead + (n * q,) + shape, 'y': lead + (n * q,), 'label': lead + (n * q,)}}
+            'query': {x: lead + (n * q,) + shape, 'y': lead + (n * q,), 'label': lead + (n * q,)}}
   out = {}
   if 'source' in config.task.meta_on:
     out['source'] = few_shot(src, False)
   if config.align.enabled:
-    out['align'] = {'source_x': lead + (p,) + src, 'target_x': lead + (p,) + tgt, 'y': lead + (p,),
-                    'target_clean_y': lead + (p,)}
+    out['align'] = {f'source_{x}': lead + (p,) + src, f'target_{x}': lead + (p,) + tgt,
+                    'y': lead + (p,), 'target_clean_y': lead + (p,)}
   if 'target' in config.task.meta_on:
     out['target'] = few_shot(tgt, True)
   return out
 
 
 def train_dataset(config, *, start_step: int = 0, workdir: str | None = None,
-                  sources: Sources | None = None) -> tf.data.Dataset:
-  """The endless tf.data pipeline behind `make_train_iterator` (same arguments)."""
+                  sources: Sources | None = None, index_only: bool = False) -> tf.data.Dataset:
+  """The endless tf.data pipeline behind `make_train_iterator` (same arguments).
+
+  With `index_only`, every input is replaced by its index into `sources.<side>.x` (the batches
+  `meta_align_jax.device_gather` gathers on the device): `idx` for few-shot tasks,
+  `source_idx` / `target_idx` for alignment pairs.
+  """
   configure()
   checks.check_train_config(config)
   devices, per_device = checks.batch_layout(config)
@@ -225,7 +237,7 @@ def train_dataset(config, *, start_step: int = 0, workdir: str | None = None,
   checks.check_sources(config, sources)
   writer = workdir if (workdir is not None and jax.process_index() == 0) else None
   splits = splits_lib.make_splits(config, writer, sources=sources)
-  pools = build_train_pools(config, sources, splits)
+  pools = build_train_pools(config, sources, splits, with_inputs=not index_only)
   if writer is not None:
     _save_target_subset(pools, sources.target, writer,
                         int(config.data.get('target_train_classes', 0)), int(config.seed))
@@ -261,6 +273,8 @@ def train_dataset(config, *, start_step: int = 0, workdir: str | None = None,
   lead = [devices, per_device] if devices else [per_device]
 
   def gather(batch):
+    if index_only:
+      return tf.nest.map_structure(lambda v: tf.reshape(v, lead + v.shape[1:].as_list()), batch)
     out = {}
     if 'source' in batch:
       out['source'] = tasks.gather_few_shot(batch['source'], pools.source_x)
@@ -280,14 +294,15 @@ def train_dataset(config, *, start_step: int = 0, workdir: str | None = None,
   options.deterministic = True
   ds = ds.with_options(options)
 
-  expected = _expected_shapes(config, devices, per_device)
+  expected = _expected_shapes(config, devices, per_device, index_only)
   got = tf.nest.map_structure(lambda s: tuple(s.shape.as_list()), ds.element_spec)
   if got != expected:  # A bug here, not a user error: the step would silently recompile or fail.
     raise AssertionError(f'Training batch shapes {got} differ from the contract {expected}.')
   logging.info('Training pipeline: %d local tasks per step (devices=%s, tasks_per_device=%d), '
-               '%d meta-train classes (%d with labelled target data), starting at step %d.',
+               '%d meta-train classes (%d with labelled target data), starting at step %d, '
+               'inputs gathered on the %s.',
                local_tasks, devices, per_device, len(splits['train']), len(pools.target_classes),
-               start_step)
+               start_step, 'device' if index_only else 'host')
   return ds
 
 
@@ -304,8 +319,21 @@ def make_train_iterator(config, *, start_step: int = 0, workdir: str | None = No
     sources: the loaded source/target modalities; `load_sources(config)` when None (tests and
       research code inject their own `Sources` here).
 
+  Where the examples are gathered follows `config.data.gather` (`meta_align_jax.device_gather`):
+  on the host, batches are numpy arrays; on the device, the pipeline yields indices and the
+  batches are device arrays gathered from copies of `sources` held in device memory (the same
+  values).
+
   Raises:
     ValueError: a config field the data cannot satisfy (named in the message), or missing data.
   """
-  return train_dataset(config, start_step=start_step, workdir=workdir,
-                       sources=sources).as_numpy_iterator()
+  device_gather.check_config(config)
+  sources = sources if sources is not None else load_sources(config)
+  mode = device_gather.resolve(config, sources.source.x.nbytes + sources.target.x.nbytes)
+  ds = train_dataset(config, start_step=start_step, workdir=workdir, sources=sources,
+                     index_only=mode == 'device')
+  if mode == 'host':
+    return ds.as_numpy_iterator()
+  gather = device_gather.DeviceGather(sources.source.x, sources.target.x,
+                                      pmap=checks.batch_layout(config)[0] is not None)
+  return gather.iterate(ds.as_numpy_iterator())

@@ -1,0 +1,121 @@
+"""Training inputs gathered on the accelerator: the host sends example indices, not examples.
+
+With `config.data.gather = 'device'` the input pipeline draws each step's tasks as example
+*indices* and labels only (a few KB per step), and the examples are gathered on the device from
+copies of the source and target arrays that stay in device memory for the whole run. The host
+then never copies inputs: on a GPU the host pipeline's episodes/s no longer depends on the size
+of an example (84x84 images, 64 x 768 token features), and no image crosses PCIe twice.
+
+The index batch has the layout of the training batch (`meta_align_jax.data.episodes`) with every
+input replaced by its index into the modality's examples:
+
+  source.{support,query}.idx    -> source.{support,query}.x   = source_x[idx]
+  align.source_idx              -> align.source_x              = source_x[source_idx]
+  align.target_idx              -> align.target_x              = target_x[target_idx]
+  target.{support,query}.idx    -> target.{support,query}.x   = target_x[idx]
+
+Labels pass through unchanged, so a gathered batch is the host pipeline's batch, bit for bit
+(`tests/test_device_gather.py`). Under pmap the arrays are replicated on every local device and
+the gather runs per device on that device's shard of the index batch.
+
+`config.data.gather`:
+  'host'    the host gathers (tf.data), every backend;
+  'device'  the device gathers, every backend (on CPU only useful for testing);
+  'auto'    'device' on an accelerator when the two arrays together take at most
+            `config.data.device_gather_max_gib` GiB, else 'host'.
+
+This module imports JAX only: the data package builds the index pipeline, this one the gather.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from meta_align_jax import train_step
+
+GATHER_MODES = ('auto', 'host', 'device')
+DEFAULT_MAX_GIB = 4.0
+
+
+def check_config(config) -> None:
+  """Raises ValueError naming `config.data.gather` / `device_gather_max_gib` when invalid."""
+  data = config.get('data')
+  if data is None:
+    return
+  mode = data.get('gather', 'host')
+  if mode not in GATHER_MODES:
+    raise ValueError(f'config.data.gather={mode!r}: use one of {GATHER_MODES} (host: tf.data '
+                     f'gathers the examples; device: the accelerator gathers them by index).')
+  limit = data.get('device_gather_max_gib', DEFAULT_MAX_GIB)
+  if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0:
+    raise ValueError(f'config.data.device_gather_max_gib={limit!r}: use a number of GiB >= 0.')
+
+
+def resolve(config, nbytes: int, backend: str | None = None) -> str:
+  """'host' or 'device' for a run whose source + target arrays take `nbytes` bytes."""
+  check_config(config)
+  mode = config.data.get('gather', 'host')
+  if mode != 'auto':
+    return mode
+  backend = backend or jax.default_backend()
+  limit = float(config.data.get('device_gather_max_gib', DEFAULT_MAX_GIB)) * 2**30
+  return 'device' if backend != 'cpu' and nbytes <= limit else 'host'
+
+
+def gather_batch(source_x, target_x, index_batch: dict) -> dict:
+  """The training batch of `index_batch` (see the module docstring), as a pure function."""
+  def take(pool, idx):
+    return jnp.take(pool, idx, axis=0, mode='clip')
+
+  def few_shot(task, pool):
+    out = {}
+    for part, fields in task.items():
+      fields = dict(fields)
+      fields['x'] = take(pool, fields.pop('idx'))
+      out[part] = fields
+    return out
+
+  out = {}
+  if 'source' in index_batch:
+    out['source'] = few_shot(index_batch['source'], source_x)
+  if 'align' in index_batch:
+    a = index_batch['align']
+    out['align'] = {'source_x': take(source_x, a['source_idx']),
+                    'target_x': take(target_x, a['target_idx']),
+                    **{k: v for k, v in a.items() if k not in ('source_idx', 'target_idx')}}
+  if 'target' in index_batch:
+    out['target'] = few_shot(index_batch['target'], target_x)
+  return out
+
+
+class DeviceGather:
+  """Holds the source and target arrays on the device(s) and gathers index batches there.
+
+  Args:
+    source_x, target_x: every example of each modality, `[n, *input_shape]` (the arrays the
+      indices point into).
+    pmap: whether the batches carry a leading local-device axis (`execution.parallel` = pmap);
+      the arrays are then replicated on every local device.
+  """
+
+  def __init__(self, source_x: np.ndarray, target_x: np.ndarray, *, pmap: bool):
+    self.pmap = bool(pmap)
+    self.nbytes = int(source_x.nbytes + target_x.nbytes)
+    if self.pmap:
+      self._arrays = train_step.replicate((source_x, target_x))
+      self._fn = jax.pmap(gather_batch)
+    else:
+      self._arrays = (jax.device_put(source_x), jax.device_put(target_x))
+      self._fn = jax.jit(gather_batch)
+
+  def __call__(self, index_batch: dict) -> dict:
+    return self._fn(*self._arrays, index_batch)
+
+  def iterate(self, index_batches: Iterator[dict]) -> Iterator[dict]:
+    """Gathers every batch of `index_batches`; the gather is dispatched asynchronously."""
+    for batch in index_batches:
+      yield self(batch)
