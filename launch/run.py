@@ -3,6 +3,8 @@ r"""Command line entry point: parses flags and calls the library. The only file 
   python launch/run.py                       # configs/default.py into ./runs/default-<time>
   python launch/run.py --config configs/test.py --workdir /tmp/run --config.train.num_steps=20
   python launch/run.py --workdir /tmp/run --mode eval --eval_checkpoint best
+  python launch/run.py --config configs/gpu_image_audio.py --exported b.npz   # no TensorFlow:
+      # data from a bundle written by launch/export_data.py (meta_align_jax/exported.py)
 
 Rerunning a command on the same --workdir resumes from its latest checkpoint. --mode eval without
 --config evaluates with the config saved in the workdir. Exit status: 0 when done, 128 + signal
@@ -29,6 +31,9 @@ _WORKDIR = flags.DEFINE_string('workdir', None,
                                 'Work directory (default: a fresh ./runs/<config>-<time>).')
 _MODE = flags.DEFINE_enum('mode', 'train_and_eval', ['train', 'eval', 'train_and_eval'],
                           'What to run.')
+_EXPORTED = flags.DEFINE_string(
+    'exported', None, 'Read the data from this bundle (launch/export_data.py) instead of TFDS; '
+    'needs no TensorFlow.')
 _EVAL_CHECKPOINT = flags.DEFINE_string(
     'eval_checkpoint', 'best', 'Checkpoint to evaluate: latest, best (meta-validation) or a step.')
 
@@ -68,13 +73,17 @@ def main(argv):
   workdir = _workdir()
   config = _config(workdir)
   logging.info('Work directory: %s', os.path.abspath(workdir))
+  data = None
+  if _EXPORTED.value:
+    from meta_align_jax import exported  # pylint: disable=g-import-not-at-top
+    data = exported.ExportedData(_EXPORTED.value)
   if _MODE.value == 'eval':
     run = train.RunResult(step=0, num_steps=0, eval_results=evaluate.evaluate(
-        config, workdir, checkpoint=_EVAL_CHECKPOINT.value))
+        config, workdir, checkpoint=_EVAL_CHECKPOINT.value, data=data))
   elif _MODE.value == 'train':
-    run = train.train(config, workdir)
+    run = train.train(config, workdir, data=data)
   else:
-    run = train.train_and_evaluate(config, workdir, checkpoint=_EVAL_CHECKPOINT.value)
+    run = train.train_and_evaluate(config, workdir, checkpoint=_EVAL_CHECKPOINT.value, data=data)
   if jax.process_index() == 0:
     print(f'\nWrote {os.path.abspath(workdir)}')
     if run.eval_results is not None:

@@ -13,6 +13,7 @@ import math
 import os
 from typing import Any, Mapping
 
+from meta_align_jax import clu_compat  # noqa: F401  (before clu: its writers import TensorFlow)
 from clu.metric_writers import interface
 
 

@@ -29,6 +29,7 @@ import time
 import jax
 import numpy as np
 from absl import logging
+from meta_align_jax import clu_compat  # before clu: its writers import TensorFlow  # noqa: I001
 from clu import metric_writers, parameter_overview, periodic_actions
 
 from meta_align_jax import checkpoint as checkpoint_lib
@@ -92,9 +93,8 @@ def check_splits(config, splits: dict) -> None:
       raise ValueError(f'{field}={ways} is larger than the {have} classes of split {split!r} '
                        f'(config.data.split_fractions={tuple(config.data.split_fractions)}); '
                        'lower it or move classes into that split.')
-  # config.data.target_train_classes against the meta-train classes (the data package's check).
-  from meta_align_jax.data import checks as data_checks  # pylint: disable=g-import-not-at-top
-  data_checks.check_target_train_classes(config, len(splits.get('train', ())))
+  # config.data.target_train_classes against the meta-train classes.
+  validation.check_target_train_classes(config, len(splits.get('train', ())))
 
 
 # --------------------------------------------------------------------------- signals
@@ -177,10 +177,15 @@ class MetricWindow:
 
 def make_writer(workdir: str, *, resume_step: int) -> metric_writers.MetricWriter:
   """Logging + TensorBoard (clu's default writer) + metrics.jsonl; only process 0 writes files."""
-  from meta_align_jax.data import tfsetup  # pylint: disable=g-import-not-at-top
-  tfsetup.configure()   # clu's TensorBoard writer runs TensorFlow: keep it off the accelerators
   primary = jax.process_index() == 0
-  writers = [metric_writers.create_default_writer(workdir, just_logging=not primary)]
+  if clu_compat.HAVE_TENSORFLOW:
+    from meta_align_jax.data import tfsetup  # pylint: disable=g-import-not-at-top
+    tfsetup.configure()   # clu's TensorBoard writer runs TensorFlow: keep it off the accelerators
+    writers = [metric_writers.create_default_writer(workdir, just_logging=not primary)]
+  else:   # e.g. a GPU machine training from an exported bundle
+    logging.warning('TensorFlow is not installed: no TensorBoard events; metrics go to the log '
+                    'and to %s.', METRICS_FILE)
+    writers = [metric_writers.LoggingWriter()]
   if primary:
     writers.append(JsonlWriter(os.path.join(workdir, METRICS_FILE), resume_step=resume_step))
   return metric_writers.MultiWriter(writers)

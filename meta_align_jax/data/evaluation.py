@@ -195,6 +195,15 @@ def make_retrieval_set(config, split: str, *, sources: Sources | None = None,
     {'source_x': [M, *source.input_shape], 'target_x': [M, *target.input_shape], 'y': int32 [M]}
     with `y` the class's index in the split's (sorted) class list.
   """
+  sources = sources if sources is not None else load_sources(config)
+  index = retrieval_indices(config, split, sources=sources, max_per_class=max_per_class)
+  return {'source_x': sources.source.x[index['source_idx']],
+          'target_x': sources.target.x[index['target_idx']], 'y': index['y']}
+
+
+def retrieval_indices(config, split: str, *, sources: Sources | None = None,
+                      max_per_class: int | None = None) -> dict[str, np.ndarray]:
+  """`make_retrieval_set` as indices: {'source_idx', 'target_idx', 'y'}, int arrays [M]."""
   if split not in ('train', 'val', 'test'):
     raise ValueError(f"split={split!r}: use 'train', 'val' or 'test'.")
   if max_per_class is not None and (int(max_per_class) != max_per_class or max_per_class < 1):
@@ -221,9 +230,8 @@ def make_retrieval_set(config, split: str, *, sources: Sources | None = None,
     source_idx.append(s_idx)
     target_idx.append(t_idx)
     ys.append(np.full(len(s_idx), c, np.int32))
-  s_idx, t_idx = np.concatenate(source_idx), np.concatenate(target_idx)
-  return {'source_x': sources.source.x[s_idx], 'target_x': sources.target.x[t_idx],
-          'y': np.concatenate(ys)}
+  return {'source_idx': np.concatenate(source_idx).astype(np.int64),
+          'target_idx': np.concatenate(target_idx).astype(np.int64), 'y': np.concatenate(ys)}
 
 
 def _instance_pairs(sources: Sources, src: np.ndarray, tgt: np.ndarray) -> np.ndarray:

@@ -145,7 +145,7 @@ def target_train_classes(train: list[str], num: int, seed: int) -> list[str]:
 
   Otherwise `num` classes: the first `num` of a permutation of sorted `train` seeded by `seed`
   (a stream of its own), returned sorted. For one seed and split, the classes of a smaller `num`
-  are among those of a larger one. `num` is validated by `checks.check_target_train_classes`.
+  are among those of a larger one. `num` is validated by `validation.check_target_train_classes`.
   """
   names = sorted(train)
   if not num:
