@@ -29,6 +29,7 @@ import os
 from collections import defaultdict
 
 import numpy as np
+from absl import logging
 
 RUN_FILE = 'sweep_run.json'
 RESULTS_FILE = 'eval_results.json'
@@ -348,8 +349,14 @@ def write_all(root: str, out_dir: str | None = None, *, embeddings_for: list[str
   plots += plot_sweep(rows, out_dir, x='noise', fixed={'shots': min_shots},
                       name='accuracy_vs_noise')
   plots += plot_learning_curves(root, out_dir, shots=min_shots)
+  from meta_align_jax import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   for workdir in embeddings_for:
     labels = json.load(open(os.path.join(workdir, RUN_FILE)))
     name = f"embeddings_{labels['task']}_{labels['method']}_seed{labels['seed']}.png"
-    plots.append(plot_embeddings(workdir, os.path.join(out_dir, name)))
+    try:
+      plots.append(plot_embeddings(workdir, os.path.join(out_dir, name)))
+    except checkpoint_lib.IncompatibleCheckpointError as e:
+      # e.g. a run trained before a model change renamed parameters: its results stand, but its
+      # checkpoint no longer restores into today's model. The other plots are still drawn.
+      logging.warning('No embedding plot for %s: %s', workdir, str(e).splitlines()[0])
   return {'rows': rows, 'plots': plots}
