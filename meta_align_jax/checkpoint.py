@@ -81,7 +81,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict | None:
     return ml_collections.ConfigDict(_tuples(json.load(f)))
 
 
-def _field(config, dotted: str):
+def config_field(config, dotted: str):
+  """`config.<dotted>` (None when a group or field is missing); JSON lists as tuples."""
   node = config
   for part in dotted.split('.'):
     if part not in node:
@@ -102,7 +103,7 @@ def config_differences(saved, config, fields=None) -> list[tuple[str, Any, Any]]
     fields = sorted(set(a) | set(b))
   out = []
   for name in fields:
-    old, new = _norm(_field(saved, name)), _norm(_field(config, name))
+    old, new = _norm(config_field(saved, name)), _norm(config_field(config, name))
     if old != new:
       out.append((name, old, new))
   return out

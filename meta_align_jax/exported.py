@@ -31,7 +31,7 @@ from typing import Iterator
 import jax
 import numpy as np
 
-from meta_align_jax import device_gather, parallel
+from meta_align_jax import checkpoint, device_gather, parallel
 
 FORMAT_VERSION = 1
 SPLITS_FILE = 'splits.json'
@@ -49,22 +49,13 @@ DATA_FIELDS = (
 )
 
 
-def _get(config, dotted: str):
-  node = config
-  for part in dotted.split('.'):
-    if part not in node:
-      return None
-    node = node[part]
-  return node
-
-
 def _plain(value):
   """JSON-comparable form of a config value (tuples -> lists)."""
   return json.loads(json.dumps(value, default=list))
 
 
 def data_fields(config) -> dict:
-  return {f: _plain(_get(config, f)) for f in DATA_FIELDS}
+  return {f: _plain(checkpoint.config_field(config, f)) for f in DATA_FIELDS}
 
 
 def tasks_per_step(config) -> int:
@@ -84,15 +75,26 @@ def to_input(raw: np.ndarray, *, modality: str, input_shape, chunk: int = 512) -
   if modality != 'image':
     return np.asarray(raw, np.float32)
   x = raw[..., None] if raw.ndim == 3 else raw
-  h, w, c = input_shape
-  scale = 1.0 / 255.0 if np.issubdtype(x.dtype, np.integer) else 1.0
-  out = np.empty((x.shape[0], h, w, x.shape[-1]), np.float32)
+  h, w, _ = input_shape
   resize = jax.jit(lambda v: jax.image.resize(v, (v.shape[0], h, w, v.shape[-1]), 'linear',
                                               antialias=True))
+  return images_to_input(x, input_shape, lambda part: np.asarray(resize(part)), chunk)
+
+
+def images_to_input(x: np.ndarray, input_shape, resize, chunk: int) -> np.ndarray:
+  """Images `[n, h, w, 1|3]` -> float32 `[n, *input_shape]` in [0, 1], `chunk` at a time.
+
+  Integers are scaled by 1/255; `resize(float32 [m, h, w, ch]) -> [m, H, W, ch]` is called where
+  the size differs (bilinear, antialiased: `tf.image.resize` in the data package, `jax.image`
+  here); channels are then tiled (1 -> 3) or averaged (3 -> 1).
+  """
+  h, w, c = (int(d) for d in input_shape)
+  scale = np.float32(1.0 / 255.0 if np.issubdtype(x.dtype, np.integer) else 1.0)
+  out = np.empty((x.shape[0], h, w, x.shape[-1]), np.float32)
   for start in range(0, x.shape[0], chunk):
-    part = x[start:start + chunk].astype(np.float32) * np.float32(scale)
+    part = x[start:start + chunk].astype(np.float32) * scale
     if part.shape[1:3] != (h, w):
-      part = np.asarray(resize(part))
+      part = resize(part)
     out[start:start + chunk] = part
   np.clip(out, 0.0, 1.0, out=out)
   if out.shape[-1] == 1 and c == 3:
@@ -172,7 +174,7 @@ class ExportedData:
       diffs.append(f'config.train.num_steps={int(config.train.num_steps)} (the bundle holds '
                    f'{self.steps} steps)')
     for split, field in (('test', 'eval.num_episodes'), ('val', 'train.val_episodes')):
-      need = int(_get(config, field))
+      need = int(checkpoint.config_field(config, field))
       have = self.meta['episodes'].get(split, 0)
       if (split == 'test' or config.train.eval_every) and need > have:
         diffs.append(f'config.{field}={need} ({have} {split} episodes in the bundle)')

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from meta_align_jax import exported
 from meta_align_jax.data.tfsetup import tf
 
 MODALITIES = ('image', 'audio', 'speech', 'text')
@@ -67,19 +68,6 @@ def _image(x: np.ndarray, input_shape: tuple[int, ...], side: str, what: str) ->
   h, w, c = input_shape
   if c not in (1, 3) or x.shape[-1] not in (1, 3):
     raise _shape_error(side, input_shape, what, x.shape[1:], ' (channels must be 1 or 3)')
-  if np.issubdtype(x.dtype, np.integer):
-    scale = 1.0 / 255.0
-  else:
-    scale = 1.0
-  out = np.empty((x.shape[0], h, w, x.shape[-1]), np.float32)
-  for start in range(0, x.shape[0], _RESIZE_CHUNK):
-    chunk = x[start:start + _RESIZE_CHUNK].astype(np.float32) * scale
-    if chunk.shape[1:3] != (h, w):
-      chunk = tf.image.resize(chunk, (h, w), method='bilinear', antialias=True).numpy()
-    out[start:start + _RESIZE_CHUNK] = chunk
-  np.clip(out, 0.0, 1.0, out=out)
-  if out.shape[-1] == 1 and c == 3:
-    out = np.repeat(out, 3, axis=-1)
-  elif out.shape[-1] == 3 and c == 1:
-    out = out.mean(axis=-1, keepdims=True, dtype=np.float32)
-  return out
+  def resize(chunk):
+    return tf.image.resize(chunk, (h, w), method='bilinear', antialias=True).numpy()
+  return exported.images_to_input(x, input_shape, resize, _RESIZE_CHUNK)
