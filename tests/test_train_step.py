@@ -104,7 +104,6 @@ def test_pmap_on_fake_cpu_devices_equals_one_device(devices):
   script = textwrap.dedent("""
       import json, jax, numpy as np
       from meta_align_jax import build_model, init_train_state, make_train_step, random_batch
-      from meta_align_jax import device_gather, evaluate, exported, train  # the no-TF run path
       from meta_align_jax import replicate, unreplicate
       from tests.tiny import tiny_config
       D, P = {devices}, {per_device}
@@ -214,7 +213,7 @@ def test_core_imports_no_tensorflow_tfds_or_librosa():
       import sys, jax
       import meta_align_jax
       from meta_align_jax import build_model, init_train_state, make_train_step, random_batch
-      from meta_align_jax import device_gather, evaluate, exported, train  # the no-TF run path
+      from meta_align_jax import device_gather, evaluate, exported  # (train: tests/test_exported.py)
       from tests.tiny import tiny_config
       c = tiny_config()
       m = build_model(c)
