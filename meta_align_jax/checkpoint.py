@@ -57,7 +57,8 @@ def _tuples(value):
   return value
 
 
-def _write_atomic(path: str, text: str) -> None:
+def write_atomic(path: str, text: str) -> None:
+  """Writes `text` to `path` through a temporary file and a rename: readers never see half a file."""
   tmp = f'{path}.tmp-{os.getpid()}'
   with open(tmp, 'w') as f:
     f.write(text)
@@ -69,7 +70,7 @@ def write_config(workdir: str, config) -> None:
   if jax.process_index() != 0:
     return
   os.makedirs(workdir, exist_ok=True)
-  _write_atomic(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2) + '\n')
+  write_atomic(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2) + '\n')
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict | None:

@@ -241,11 +241,7 @@ def write_results(workdir: str, results: dict) -> str:
   """Writes WORKDIR/eval_results.json (process 0 only; atomic) and returns its path."""
   path = os.path.join(workdir, RESULTS_FILE)
   if jax.process_index() == 0:
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w') as f:
-      json.dump(results, f, indent=2)
-      f.write('\n')
-    os.replace(tmp, path)
+    checkpoint_lib.write_atomic(path, json.dumps(results, indent=2) + '\n')
   return path
 
 

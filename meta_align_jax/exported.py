@@ -124,10 +124,7 @@ def _write_json_once(workdir: str, name: str, content: dict, what: str) -> None:
                          f'different experiment.')
     return
   os.makedirs(workdir, exist_ok=True)
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(content, f, indent=1)
-  os.replace(tmp, path)
+  checkpoint.write_atomic(path, json.dumps(content, indent=1))
 
 
 class ExportedData:

@@ -35,7 +35,7 @@ from typing import Iterator
 import jax
 import numpy as np
 
-from meta_align_jax import device_gather
+from meta_align_jax import checkpoint, device_gather
 from meta_align_jax.data import checks
 from meta_align_jax.data import sampling
 from meta_align_jax.data import splits as splits_lib
@@ -189,10 +189,8 @@ def _save_target_subset(pools: TrainPools, target: ModalityData, workdir: str,
           f'({len(saved["target_train_classes"])} saved, {len(classes)} selected by '
           f'config.data.target_train_classes={num_classes} and config.seed={config_seed}). Use a '
           f'fresh workdir for a different experiment.')
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump({'target_train_classes': classes, 'example_ids': record}, f, indent=1)
-  os.replace(tmp, path)
+  checkpoint.write_atomic(path, json.dumps({'target_train_classes': classes,
+                                            'example_ids': record}, indent=1))
 
 
 def _expected_shapes(config, devices: int | None, tasks_per_device: int,

@@ -17,6 +17,7 @@ import zlib
 
 import numpy as np
 
+from meta_align_jax import checkpoint
 from meta_align_jax.data.loading import ModalityData, Sources
 
 SPLITS = ('train', 'val', 'test')
@@ -106,10 +107,7 @@ def _save(splits: dict[str, list[str]], config, workdir: str) -> None:
           f'Use a fresh workdir for a different experiment.')
     return
   os.makedirs(workdir, exist_ok=True)
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(record, f, indent=1)
-  os.replace(tmp, path)
+  checkpoint.write_atomic(path, json.dumps(record, indent=1))
 
 
 def load_splits(workdir: str) -> dict[str, list[str]]:
