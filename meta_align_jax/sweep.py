@@ -211,6 +211,13 @@ GRIDS: dict[str, Grid] = {
     'cpu_shots': Grid(
         description='image->audio: 5-shot (1-shot is cpu_core).',
         cells=(Cell(('image_audio',), _CORE, shots=(1, 5)),), scale=_CPU_SCALE),
+    # 10 shots + 15 queries would need 25 examples per class; the embedded data have 20, so
+    # meta-test episodes take 10 queries per class at 10 shots (the expected accuracy does not
+    # depend on the number of queries, only its sampling error does).
+    'cpu_shots10': Grid(
+        description='image->audio: 10-shot, 10 queries per class (1- and 5-shot are cpu_shots).',
+        cells=(Cell(('image_audio',), _CORE, shots=(10,)),),
+        scale={**_CPU_SCALE, 'eval.queries': 10}),
     'cpu_ablations': Grid(
         description='image->audio, 1-shot: the other baselines, ablations and meta-learners.',
         cells=(Cell(('image_audio',), _ALL),), scale=_CPU_SCALE),
