@@ -65,6 +65,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.text_layers = 1
   c.model.head = 'linear'              # classifier on Z: linear | relu_linear (the reference)
   c.model.num_global_classes = 0       # >0 adds a global head (supervised baselines)
+  c.model.shared_encoder = False       # one Conv-4 for both modalities after per-modality stems
+                                       # (ablation; conv4 / mel_cnn encoders, models/registry.py)
 
   # --- Meta-learner.
   c.meta = ml_collections.ConfigDict()

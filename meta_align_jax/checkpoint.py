@@ -37,8 +37,13 @@ SHAPE_FIELDS = (
     'source.modality', 'source.encoder', 'source.input_shape',
     'target.modality', 'target.encoder', 'target.input_shape',
     'model.width', 'model.hidden', 'model.z_dim', 'model.norm', 'model.vocab_size',
-    'model.text_layers', 'model.num_global_classes', 'task.ways', 'eval.ways', 'optim.name',
+    'model.text_layers', 'model.num_global_classes', 'model.shared_encoder', 'task.ways',
+    'eval.ways', 'optim.name',
 )
+
+
+# Fields added after workdirs were written: a saved config without one had its default.
+FIELD_DEFAULTS = {'model.shared_encoder': False}
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -103,8 +108,12 @@ def config_differences(saved, config, fields=None) -> list[tuple[str, Any, Any]]
     a, b = flat(saved), flat(config)
     fields = sorted(set(a) | set(b))
   out = []
+  def value(c, name):
+    v = config_field(c, name)
+    return _norm(FIELD_DEFAULTS.get(name) if v is None else v)
+
   for name in fields:
-    old, new = _norm(config_field(saved, name)), _norm(config_field(config, name))
+    old, new = value(saved, name), value(config, name)
     if old != new:
       out.append((name, old, new))
   return out

@@ -150,6 +150,10 @@ METHODS: dict[str, Method] = {
     'supervised_align': Method('baseline', 'supervised source training + alignment, no '
                                'meta-learning', {'meta.learner': 'supervised'},
                                finalize=_global_classes),
+    'shared_encoder': Method('ablation', 'meta-alignment with a single shared encoder: one '
+                             'Conv-4 (blocks 2-4 + projection) for both modalities behind '
+                             'per-modality first blocks (model.shared_encoder)',
+                             {'model.shared_encoder': True}),
     'align_only': Method('ablation', 'alignment without the classifier loss (Reptile inner lr 0: '
                          'the meta-gradient is exactly zero)', {'meta.inner_lr': 0.0}),
     'oracle': Method('oracle', 'target-only Reptile with abundant target data '
@@ -221,6 +225,10 @@ GRIDS: dict[str, Grid] = {
     'cpu_ablations': Grid(
         description='image->audio, 1-shot: the other baselines, ablations and meta-learners.',
         cells=(Cell(('image_audio',), _ALL),), scale=_CPU_SCALE),
+    'cpu_shared': Grid(
+        description='image->audio, 1-shot: a single shared encoder (per-modality first blocks) '
+                    'vs the two-tower meta_align of cpu_core.',
+        cells=(Cell(('image_audio',), ('shared_encoder',)),), scale=_CPU_SCALE),
     'cpu_pairs': Grid(
         description='image->audio, 1-shot: alignment-pair budget, 1/2/5/20 target examples per '
                     'meta-train class for weak pairs (5 is cpu_core\'s meta_align, 0 its no_align).',
@@ -306,7 +314,9 @@ GRIDS: dict[str, Grid] = {
                     shots=(1, 5, 10)),
                Cell(('image_audio', 'text_image', 'text_speech', 'digits_fsdd'),
                     ('meta_align', 'target_only', 'no_align', 'supervised_ft'),
-                    noise=(0.2, 0.4, 0.6))),
+                    noise=(0.2, 0.4, 0.6)),
+               # A shared encoder needs convolutional encoders on both sides (images, spectrograms).
+               Cell(('image_audio', 'digits_fsdd'), ('shared_encoder',), shots=(1, 5, 10))),
         scale={'train.num_steps': 5000, 'train.eval_every': 500,
                'train.checkpoint_every': 500}),
 }

@@ -115,8 +115,8 @@ def _inner_config(config, side: str, params_groups, unroll: bool, *, eval_mode=F
 
 
 def _param_groups(config) -> tuple[str, ...]:
-  groups = ('source', 'target', 'head')
-  return groups + (('global_head',) if config.model.num_global_classes > 0 else ())
+  groups = ('source', 'target') + (('shared',) if config.model.get('shared_encoder') else ())
+  return groups + ('head',) + (('global_head',) if config.model.num_global_classes > 0 else ())
 
 
 def task_gradient(config, model, params, task, rng, *, unroll: bool):
@@ -136,7 +136,8 @@ def task_gradient(config, model, params, task, rng, *, unroll: bool):
                              for s in meta_on) / len(meta_on)
   if config.align.enabled:
     align_inner = _inner_config(config, 'source', groups, unroll)
-    align_inner = dataclasses.replace(align_inner, keys=('source', 'target'), zero_head=False,
+    align_inner = dataclasses.replace(align_inner, keys=tuple(g for g in groups if g in (
+        'source', 'target', 'shared')), zero_head=False,
                                       batch_size=config.align.inner_batch)
     g, m = learners.alignment_gradient(model, config.align, align_inner, params, task['align'])
     grads = jax.tree.map(lambda a, b: a + config.align.weight * b, grads, g)

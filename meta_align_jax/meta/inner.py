@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-PARAM_GROUPS = ('source', 'target', 'head', 'global_head')
+PARAM_GROUPS = ('source', 'target', 'shared', 'head', 'global_head')
 
 
 def make_inner_optimizer(name: str, lr: float) -> optax.GradientTransformation:
@@ -30,11 +30,11 @@ def resolve_adapt(spec: str, side: str, available: Sequence[str], field: str = '
                   ) -> tuple[str, ...]:
   """Which top-level parameter groups adapt in a task of `side`.
 
-  'all' = the side's tower and the head (ANIL-style 'head' = the head only); otherwise a comma
-  list of group names.
+  'all' = the side's tower (and the shared encoder, when the model has one: group 'shared') and
+  the head (ANIL-style 'head' = the head only); otherwise a comma list of group names.
   """
   if spec == 'all':
-    keys = (side, 'head')
+    keys = (side,) + (('shared',) if 'shared' in available else ()) + ('head',)
   elif spec == 'head':
     keys = ('head',)
   else:

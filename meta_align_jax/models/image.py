@@ -27,17 +27,21 @@ class Conv4(nn.Module):
   dtype: Any = jnp.float32
   conv: str = 'xla'                 # models/conv.py: xla | patches
   blocks: int = 4
+  # Blocks `first..blocks-1` only, and the feature map instead of its global average when
+  # `pool_output` is False: the pieces of a shared encoder (`SharedConv4`, models/registry.py).
+  first: int = 0
+  pool_output: bool = True
 
   @nn.compact
   def __call__(self, x):
     x = x.astype(self.dtype)
-    for i in range(self.blocks):
+    for i in range(self.first, self.blocks):
       x = _conv(self.width, dtype=self.dtype, name=f'conv{i}', impl=self.conv)(x)
       x = Norm(self.norm, self.dtype, name=f'norm{i}')(x)
       x = nn.relu(x)
       if x.shape[1] > 1 and x.shape[2] > 1:
         x = max_pool_2x2(x)
-    return x.mean(axis=(1, 2))
+    return x.mean(axis=(1, 2)) if self.pool_output else x
 
 
 class BasicBlock(nn.Module):

@@ -5,6 +5,10 @@ shared space Z, one per modality) and a classifier head on Z. Parameters are one
 top-level groups `source`, `target`, `head` (and `global_head` for supervised baselines); the
 meta-learners adapt groups by name. Everything is a pure function of the parameters through
 `Module.apply`.
+
+With `config.model.shared_encoder` both modalities go through one encoder: `source` and `target`
+hold only each modality's own first convolutional block (a stem: input channels and layouts
+differ), and a fourth group `shared` holds the rest of the Conv-4 and the projection into Z.
 """
 
 from __future__ import annotations
@@ -62,6 +66,27 @@ def register_encoder(name: str, spec: EncoderSpec) -> None:
   ENCODERS[name] = spec
 
 
+# Encoders whose modalities can share one encoder (`config.model.shared_encoder`): the 2-D
+# convolutional ones, images `[H, W, C]` and spectrograms `[frames, mels]` (a one-channel image).
+SHAREABLE_ENCODERS = ('conv4', 'mel_cnn')
+
+
+class ConvStem(nn.Module):
+  """A modality's own first Conv-4 block in front of a shared encoder; `[B, frames, mels]`
+  spectrograms become one-channel images. Output: the feature map `[B, H/2, W/2, width]`."""
+  width: int
+  norm: str
+  dtype: Any
+  conv: str = 'xla'
+
+  @nn.compact
+  def __call__(self, x):
+    if x.ndim == 3:
+      x = x[..., None]
+    return image.Conv4(self.width, self.norm, self.dtype, self.conv, blocks=1,
+                       pool_output=False, name='stem')(x)
+
+
 class Tower(nn.Module):
   """Encoder followed by a linear projection into Z; output float32 `[B, z_dim]`."""
   encoder: nn.Module
@@ -108,6 +133,9 @@ class MetaAlignModel:
   source_input: jax.ShapeDtypeStruct
   target_input: jax.ShapeDtypeStruct
   map_encoders: tuple[str, ...] = ()   # sides embedded through `mapped_over_batch`
+  # With a shared encoder, `source` and `target` are the modalities' stems (`ConvStem`) and
+  # `shared` the tower both go through (parameter group 'shared').
+  shared: Tower | None = None
 
   def init(self, rng) -> dict:
     """Initial parameters (one compiled call: eager op-by-op init is slow on CPU)."""
@@ -123,20 +151,25 @@ class MetaAlignModel:
         'target': self.target.init(kt, xt)['params'],
         'head': self.head.init(kh, z)['params'],
     }
+    if self.shared is not None:
+      # Derived from the source key, so models without a shared encoder keep their initial values.
+      h = self.source.apply({'params': params['source']}, xs)
+      params['shared'] = self.shared.init(jax.random.fold_in(ks, 1), h)['params']
     if self.global_head is not None:
       params['global_head'] = self.global_head.init(kg, z)['params']
     return params
 
   @property
   def head_in_dim(self) -> int:
-    return self.source.z_dim
+    return (self.source if self.shared is None else self.shared).z_dim
 
   def embed(self, params: dict, x, side: str):
     """Embeds a batch `[B, ...]` of `side` ('source' or 'target') inputs into Z."""
-    tower = self.source if side == 'source' else self.target
+    fn = _side_fn(self, side)
+    p = {k: params[k] for k in ((side, 'shared') if self.shared is not None else (side,))}
     if side in self.map_encoders:
-      return _mapped_apply(tower)(params[side], x)
-    return tower.apply({'params': params[side]}, x)
+      return _mapped(fn)(p, x)
+    return fn(p, x)
 
   def logits(self, params: dict, z, head: str = 'head'):
     module = self.head if head == 'head' else self.global_head
@@ -174,13 +207,30 @@ def _zero_cotangent(x):
   return np.zeros(x.shape, jax.dtypes.float0)
 
 
+_SIDE_FNS: dict = {}
 _MAPPED: dict = {}
 
 
-def _mapped_apply(tower):
-  if id(tower) not in _MAPPED:
-    _MAPPED[id(tower)] = (tower, mapped_over_batch(lambda p, x: tower.apply({'params': p}, x)))
-  return _MAPPED[id(tower)][1]
+def _side_fn(model: MetaAlignModel, side: str):
+  """`fn(p, x) -> z` for `side`, `p` holding the groups it reads; one function object per model
+  and side (the modules are kept alive with it, so ids are not reused)."""
+  tower = model.source if side == 'source' else model.target
+  key = (id(tower), id(model.shared))
+  if key not in _SIDE_FNS:
+    shared = model.shared
+    if shared is None:
+      fn = lambda p, x: tower.apply({'params': p[side]}, x)
+    else:
+      fn = lambda p, x: shared.apply({'params': p['shared']},
+                                     tower.apply({'params': p[side]}, x))
+    _SIDE_FNS[key] = (tower, shared, fn)
+  return _SIDE_FNS[key][2]
+
+
+def _mapped(fn):
+  if id(fn) not in _MAPPED:
+    _MAPPED[id(fn)] = (fn, mapped_over_batch(fn))
+  return _MAPPED[id(fn)][1]
 
 
 class _SideModel:
@@ -214,22 +264,41 @@ def _encoder(side: str, side_config, model_config, conv: str = 'xla', rnn_unroll
   return spec.make(_SideModel(model_config, conv, rnn_unroll), _dtype(model_config.compute_dtype))
 
 
+def check_shared_encoder(config) -> None:
+  """`config.model.shared_encoder` needs 2-D convolutional encoders on both sides."""
+  if not config.model.get('shared_encoder', False):
+    return
+  for side in ('source', 'target'):
+    if config[side].encoder not in SHAREABLE_ENCODERS:
+      raise ValueError(
+          f'config.model.shared_encoder=True with config.{side}.encoder='
+          f'{config[side].encoder!r}: a shared encoder is built for the 2-D convolutional '
+          f'encoders {SHAREABLE_ENCODERS} (images and spectrograms); set shared_encoder=False '
+          'or use one of them on both sides.')
+
+
 def build_model(config) -> MetaAlignModel:
   """Builds the model named by `config.source`, `config.target` and `config.model`."""
   m = config.model
   map_encoders = tuple(config.execution.get('map_encoders', ()))
   task_batching = parallel.resolve_execution(config)[0]
-  towers = {side: Tower(_encoder(side, config[side], m,
-                                 resolve_conv(config.execution.get('conv', 'xla'), task_batching,
-                                              side, map_encoders),
+  convs = {side: resolve_conv(config.execution.get('conv', 'xla'), task_batching, side,
+                              map_encoders) for side in ('source', 'target')}
+  towers = {side: Tower(_encoder(side, config[side], m, convs[side],
                                  int(config.execution.get('rnn_unroll', 1))), m.z_dim)
             for side in ('source', 'target')}
+  shared = None
+  if m.get('shared_encoder', False):
+    check_shared_encoder(config)
+    dtype = _dtype(m.compute_dtype)
+    towers = {side: ConvStem(m.width, m.norm, dtype, convs[side]) for side in towers}
+    shared = Tower(image.Conv4(m.width, m.norm, dtype, convs['source'], first=1), m.z_dim)
   ways = max(config.task.ways, config.eval.ways)
   global_head = Head(m.num_global_classes, m.head) if m.num_global_classes > 0 else None
   return MetaAlignModel(
       source=towers['source'], target=towers['target'], head=Head(ways, m.head),
       global_head=global_head,
-      map_encoders=map_encoders,
+      map_encoders=map_encoders, shared=shared,
       source_input=jax.ShapeDtypeStruct(tuple(config.source.input_shape),
                                         input_dtype(config.source)),
       target_input=jax.ShapeDtypeStruct(tuple(config.target.input_shape),
