@@ -38,6 +38,10 @@ from meta_align_jax import train_step as train_step_lib
 from meta_align_jax.models import registry
 
 RESULTS_FILE = 'eval_results.json'
+# The accuracy of every fixed meta-test episode of the last `evaluate` (float32 [episodes]):
+# runs on the same seed share their episodes, so two methods can be compared episode by episode
+# (`meta_align_jax.results.paired_difference`, `launch/compare.py`).
+EPISODES_FILE = 'episode_accuracies.npy'
 RECALL_AT = (1, 5, 10)
 _EMBED_BATCH = 256      # examples per compiled embedding call (the last call is padded)
 _RANK_BLOCK = 1024      # queries scored at once on the host (memory: block x gallery floats)
@@ -135,7 +139,8 @@ class FewShotEvaluator:
     return np.concatenate([np.asarray(acc)[:k] for acc, k in outs])   # one host sync, at the end
 
   def __call__(self, params) -> dict:
-    mean, ci95 = mean_ci95(self.episode_accuracies(params))
+    self.last_episode_accuracies = np.asarray(self.episode_accuracies(params), np.float32)
+    mean, ci95 = mean_ci95(self.last_episode_accuracies)
     return {'accuracy_mean': mean, 'accuracy_ci95': ci95, 'num_episodes': self.num_episodes}
 
 
@@ -245,9 +250,20 @@ def write_results(workdir: str, results: dict) -> str:
   return path
 
 
+def write_episode_accuracies(workdir: str, accuracies) -> str:
+  """Writes WORKDIR/episode_accuracies.npy atomically and returns its path."""
+  path = os.path.join(workdir, EPISODES_FILE)
+  tmp = f'{path}.tmp{os.getpid()}.npy'
+  np.save(tmp, np.asarray(accuracies, np.float32))
+  os.replace(tmp, path)
+  return path
+
+
 def evaluate(config, workdir: str, *, checkpoint='best', data=None, evaluators=None,
              writer=None) -> dict:
   """Evaluates a checkpoint of `workdir` on `config.eval.split`; writes eval_results.json.
+
+  The accuracy of every meta-test episode goes to episode_accuracies.npy beside it (EPISODES_FILE).
 
   Args:
     config: the run's config (its `eval` fields say what to evaluate); it must agree with the
@@ -280,6 +296,9 @@ def evaluate(config, workdir: str, *, checkpoint='best', data=None, evaluators=N
       'ways': e.ways, 'shots': e.shots, 'queries': e.queries, 'method': e.method,
   }
   results.update(run_evaluators(evaluators, state.params))
+  episodes = getattr(evaluators.get('few_shot'), 'last_episode_accuracies', None)
+  if episodes is not None and jax.process_index() == 0:
+    write_episode_accuracies(workdir, episodes)   # before eval_results.json marks the run done
   write_results(workdir, results)
   if writer is not None:
     writer.write_scalars(step, flat_scalars(results, split))

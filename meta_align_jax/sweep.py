@@ -32,7 +32,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 RUN_FILE = 'sweep_run.json'          # the run's labels, written before it starts
-EPISODES_FILE = 'episode_accuracies.npy'
+EPISODES_FILE = 'episode_accuracies.npy'   # evaluate.EPISODES_FILE
 RESULTS_FILE = 'eval_results.json'   # evaluate.RESULTS_FILE; its presence marks a finished run
 ERROR_FILE = 'error.txt'
 LOCK_FILE = 'running.pid'            # pid of the process running the run (several runners share a root)
@@ -438,30 +438,8 @@ def run_one(spec: RunSpec, workdir: str) -> dict:
   if not result.finished:
     raise RuntimeError(f'Training of {workdir} stopped at step {result.step} (signal '
                        f'{result.stopped_by}); run the sweep again to resume.')
-  from meta_align_jax.models import registry  # pylint: disable=g-import-not-at-top
-  model = registry.build_model(config)
-  data = evaluate.data_api(None)
-  evaluators = evaluate.make_evaluators(config, model, data, split=config.eval.split,
-                                        workdir=workdir)
-  evaluators['few_shot'] = _RecordingFewShot(evaluators['few_shot'], workdir)
-  return evaluate.evaluate(config, workdir, checkpoint='best', evaluators=evaluators)
-
-
-class _RecordingFewShot:
-  """Wraps the few-shot evaluator: same results, plus the per-episode accuracies on disk.
-
-  The file is written before `evaluate` writes eval_results.json, so a finished run has both.
-  """
-
-  def __init__(self, inner, workdir: str):
-    self._inner, self._workdir = inner, workdir
-
-  def __call__(self, params) -> dict:
-    from meta_align_jax import evaluate  # pylint: disable=g-import-not-at-top
-    acc = np.asarray(self._inner.episode_accuracies(params), np.float32)
-    np.save(os.path.join(self._workdir, EPISODES_FILE), acc)
-    mean, ci95 = evaluate.mean_ci95(acc)
-    return {'accuracy_mean': mean, 'accuracy_ci95': ci95, 'num_episodes': int(acc.size)}
+  # Writes episode_accuracies.npy (EPISODES_FILE), then eval_results.json: a finished run has both.
+  return evaluate.evaluate(config, workdir, checkpoint='best')
 
 
 def _main_one(argv: list[str]) -> None:

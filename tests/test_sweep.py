@@ -27,6 +27,11 @@ def _fake_run(root, task, method, seed, acc, *, shots=1, noise=0.0, with_episode
   return d
 
 
+def test_sweep_tables_read_the_file_evaluate_writes():
+  from meta_align_jax import evaluate
+  assert sweep.EPISODES_FILE == results.EPISODES_FILE == evaluate.EPISODES_FILE
+
+
 def test_seed_stats_formula():
   a, b = np.array([0.2, 0.4, 0.6, 0.8]), np.array([0.5, 0.5, 0.7, 0.7])
   mean, ci, seed_std = results.seed_stats([a, b])

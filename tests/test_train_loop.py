@@ -192,6 +192,10 @@ def test_train_checkpoint_resume_eval(tmp_path, monkeypatch):
   assert results['num_episodes'] == 6 and results['split'] == 'test'
   assert results['checkpoint_step'] in (3, 6) and results['checkpoint'] == 'best'
   assert 0.0 <= results['accuracy_mean'] <= 1.0 and results['accuracy_ci95'] >= 0.0
+  # The per-episode accuracies behind the mean, for paired comparisons between runs.
+  episodes = np.load(os.path.join(workdir, evaluate.EPISODES_FILE))
+  assert episodes.shape == (6,) and episodes.dtype == np.float32
+  np.testing.assert_allclose(episodes.mean(), results['accuracy_mean'], rtol=1e-6)
   for direction in ('source_to_target', 'target_to_source'):
     r = results['retrieval'][direction]
     assert set(r) == {'R@1', 'R@5', 'R@10', 'median_rank', 'num_queries'}
