@@ -63,6 +63,45 @@ def find_runs(root: str) -> list[dict]:
   return runs
 
 
+# eval_results.json fields that decide which meta-test episodes a run was scored on (with the seed).
+EPISODE_FIELDS = ('split', 'ways', 'shots', 'queries', 'num_episodes')
+
+
+def read_workdir(workdir: str) -> dict:
+  """A finished work directory of `launch/run.py` (or a sweep run) as a run of `find_runs`.
+
+  Labels: the seed of its config.json. The per-episode accuracies are those of its last
+  evaluation (`evaluate.EPISODES_FILE`); without them the run compares unpaired.
+  """
+  path = os.path.join(workdir, RESULTS_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{workdir} has no {RESULTS_FILE}: evaluate it first '
+                            '(python launch/run.py --mode eval ...).')
+  with open(path) as f:
+    results = json.load(f)
+  with open(os.path.join(workdir, 'config.json')) as f:
+    seed = int(json.load(f).get('seed', 0))
+  ep_path = os.path.join(workdir, EPISODES_FILE)
+  episodes = np.load(ep_path).astype(np.float64) if os.path.exists(ep_path) else None
+  return {'dir': workdir, 'labels': {'seed': seed}, 'results': results, 'episodes': episodes}
+
+
+def check_same_episodes(runs_a: list[dict], runs_b: list[dict]) -> None:
+  """Refuses to pair runs of one seed that were scored on different meta-test episodes."""
+  by_seed = {int(r['labels']['seed']): r for r in runs_b}
+  for a in runs_a:
+    b = by_seed.get(int(a['labels']['seed']))
+    if b is None:
+      continue
+    for field in EPISODE_FIELDS:
+      va, vb = a['results'].get(field), b['results'].get(field)
+      if va != vb:
+        raise ValueError(f'{a["dir"]} and {b["dir"]} (seed {a["labels"]["seed"]}) were '
+                         f'evaluated with {field}={va!r} and {field}={vb!r}: their episodes differ, '
+                         'so they cannot be compared episode by episode. Evaluate both with the '
+                         'same config.eval.')
+
+
 def group_key(labels: dict) -> tuple:
   return (labels['task'], labels['method'], int(labels['shots']), float(labels['noise']))
 

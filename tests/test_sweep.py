@@ -138,3 +138,44 @@ def test_lock_claims_a_run_once(tmp_path):
   with open(os.path.join(d, sweep.LOCK_FILE), 'w') as f:
     f.write('999999999')                 # a process that does not exist: stale
   assert sweep.take_lock(d)
+
+
+def _workdir(root, name, seed, acc, **eval_fields):
+  d = os.path.join(root, name)
+  os.makedirs(d)
+  with open(os.path.join(d, 'config.json'), 'w') as f:
+    json.dump({'seed': seed, 'eval': {}}, f)
+  fields = {'split': 'test', 'ways': 5, 'shots': 1, 'queries': 15, 'num_episodes': len(acc),
+            **eval_fields}
+  with open(os.path.join(d, sweep.RESULTS_FILE), 'w') as f:
+    json.dump({'accuracy_mean': float(np.mean(acc)), 'accuracy_ci95': 0.01, **fields}, f)
+  np.save(os.path.join(d, sweep.EPISODES_FILE), np.asarray(acc, np.float32))
+  return d
+
+
+def _compare(*args):
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return subprocess.run([sys.executable, os.path.join(repo, 'launch', 'compare.py'), *args],
+                        capture_output=True, text=True, timeout=120)
+
+
+def test_compare_work_directories_pairs_episodes_by_seed(tmp_path):
+  rng = np.random.default_rng(0)
+  base = {s: rng.integers(0, 16, size=30) / 15 for s in (0, 1)}
+  a = [_workdir(str(tmp_path), f'a{s}', s, np.clip(base[s] + 0.2, 0, 1)) for s in (1, 0)]
+  b = [_workdir(str(tmp_path), f'b{s}', s, base[s]) for s in (0, 1)]
+  proc = _compare('--workdirs', ','.join(a), ','.join(b))
+  assert proc.returncode == 0, proc.stderr
+  mean, ci, _ = results.seed_stats([np.clip(base[s] + 0.2, 0, 1) - base[s] for s in (0, 1)])
+  assert f'{100 * mean:+.2f} +- {100 * ci:.2f} points (paired per episode)' in proc.stdout
+  # Other evaluation settings -> other episodes: refused, naming the field.
+  c = _workdir(str(tmp_path), 'c0', 0, base[0], queries=10)
+  proc = _compare('--workdirs', a[1], c)
+  assert proc.returncode != 0 and 'queries=15 and queries=10' in proc.stderr
+  # Two work directories of one seed in a group, or one not evaluated: refused.
+  proc = _compare('--workdirs', f'{a[1]},{a[1]}', b[0])
+  assert proc.returncode != 0 and 'one work directory per seed' in proc.stderr
+  os.makedirs(tmp_path / 'untrained')
+  proc = _compare('--workdirs', str(tmp_path / 'untrained'), b[0])
+  assert proc.returncode != 0 and 'has no eval_results.json' in proc.stderr
