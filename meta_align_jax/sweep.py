@@ -226,9 +226,10 @@ GRIDS: dict[str, Grid] = {
         description='image->audio, 1-shot: the other baselines, ablations and meta-learners.',
         cells=(Cell(('image_audio',), _ALL),), scale=_CPU_SCALE),
     'cpu_shared': Grid(
-        description='image->audio, 1-shot: a single shared encoder (per-modality first blocks) '
-                    'vs the two-tower meta_align of cpu_core.',
-        cells=(Cell(('image_audio',), ('shared_encoder',)),), scale=_CPU_SCALE),
+        description='image->audio and digits->FSDD, 1-shot: a single shared encoder '
+                    '(per-modality first blocks) vs the two-tower meta_align of cpu_core / '
+                    'cpu_digits.',
+        cells=(Cell(('image_audio', 'digits_fsdd'), ('shared_encoder',)),), scale=_CPU_SCALE),
     'cpu_pairs': Grid(
         description='image->audio, 1-shot: alignment-pair budget, 1/2/5/20 target examples per '
                     'meta-train class for weak pairs (5 is cpu_core\'s meta_align, 0 its no_align).',
