@@ -29,7 +29,6 @@ import sys
 import time
 from typing import Callable, Iterable
 
-import numpy as np
 
 RUN_FILE = 'sweep_run.json'          # the run's labels, written before it starts
 EPISODES_FILE = 'episode_accuracies.npy'   # evaluate.EPISODES_FILE

@@ -28,7 +28,8 @@ class Conv4(nn.Module):
   conv: str = 'xla'                 # models/conv.py: xla | patches
   blocks: int = 4
   # Blocks `first..blocks-1` only, and the feature map instead of its global average when
-  # `pool_output` is False: the pieces of a shared encoder (`SharedConv4`, models/registry.py).
+  # `pool_output` is False: the pieces of a shared encoder (`ConvStem` and the shared tower of
+  # `config.model.shared_encoder`, models/registry.py).
   first: int = 0
   pool_output: bool = True
 

@@ -215,7 +215,7 @@ def _side_fn(model: MetaAlignModel, side: str):
   """`fn(p, x) -> z` for `side`, `p` holding the groups it reads; one function object per model
   and side (the modules are kept alive with it, so ids are not reused)."""
   tower = model.source if side == 'source' else model.target
-  key = (id(tower), id(model.shared))
+  key = (side, id(tower), id(model.shared))
   if key not in _SIDE_FNS:
     shared = model.shared
     if shared is None:
