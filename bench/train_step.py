@@ -109,6 +109,11 @@ def _sub_jaxprs(params):
         yield item.jaxpr
 
 
+def _pallas_name(eqn) -> str:
+  info = eqn.params.get('name_and_src_info') or eqn.params.get('name') or ''
+  return str(getattr(info, 'name', info)).split(' ')[0]
+
+
 def count_jaxpr(jaxpr, mult: float = 1.0, acc=None):
   """{'flops', 'io_bytes', 'by_op', 'while_loops'} of matmuls and convs, scans multiplied out."""
   acc = acc or {'flops': 0.0, 'io_bytes': 0.0, 'by_op': {}, 'while_loops': 0}
@@ -124,6 +129,18 @@ def count_jaxpr(jaxpr, mult: float = 1.0, acc=None):
       out_features_dim = eqn.params['dimension_numbers'].rhs_spec[0]
       per_out = _size(rhs) / rhs.shape[out_features_dim]
       flops = 2.0 * _size(eqn.outvars[0].aval) * per_out
+    elif name == 'pallas_call' and _pallas_name(eqn) in ('shift_gemm', 'shift_wgrad'):
+      # The implicit-GEMM convolution's kernels (models/pallas_conv.py): taps x C x O
+      # multiply-adds per row of the padded grid (its border rows are computed and dropped, so
+      # this counts executed FLOPs, 2-40 % above the valid outputs' for Conv-4's maps).
+      out = eqn.outvars[0].aval
+      if _pallas_name(eqn) == 'shift_gemm':
+        taps, c = eqn.invars[1].aval.shape[-3:-1]
+        flops = 2.0 * _size(out) * taps * c
+      else:
+        taps, c = out.shape[-3:-1]
+        flops = 2.0 * _size(eqn.invars[1].aval) * taps * c
+      name = _pallas_name(eqn)
     else:
       flops = None
     if flops is not None:
@@ -404,6 +421,8 @@ def main(argv=None):
                  help='field=v1,v2,...; repeatable, the cartesian product is run')
   p.add_argument('--suite', help='JSON list of {name, config, overrides, profile}')
   p.add_argument('--name', default='')
+  p.add_argument('--pallas_tuning', default='',
+                 help="JSON file from bench/tune_pallas.py: its 'best' tiles for execution.conv=pallas")
   p.add_argument('--out', help='JSON file (rewritten after every case)')
   p.add_argument('--repeats', type=int, default=5)
   p.add_argument('--run_s', type=float, default=1.0, help='target seconds per timed run')
@@ -416,8 +435,16 @@ def main(argv=None):
                  help='start no new case after this many seconds (0 = no limit)')
   args = p.parse_args(argv)
 
+  if args.pallas_tuning:
+    from meta_align_jax.models import pallas_conv
+    with open(args.pallas_tuning) as fh:
+      pallas_conv.TUNING.update(json.load(fh)['best'])
   t0 = time.perf_counter()
   info = _device_info()
+  info['pallas_tuning'] = None
+  if args.pallas_tuning:
+    from meta_align_jax.models import pallas_conv
+    info['pallas_tuning'] = dict(pallas_conv.TUNING)
   rows = []
   print(json.dumps(info), flush=True)
   for name, cfg, ov, prof in _cases_from_args(args):

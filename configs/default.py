@@ -92,8 +92,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.execution.inner_loop = 'auto'      # auto | scan | unroll
   c.execution.map_batch_size = 0       # lax.map batch_size (vmap inside chunks); 0 = plain map
   c.execution.parallel = 'auto'        # auto | pmap | jit  (auto: pmap when >1 local device)
-  c.execution.conv = 'auto'            # auto | xla | patches: convolutions as patch GEMMs where
-                                       # tasks are vmapped on GPU (models/conv.py)
+  c.execution.conv = 'auto'            # auto | xla | patches | pallas: implicit GEMMs (pallas) on
+                                       # GPU where tasks are vmapped (models/conv.py, pallas_conv.py)
   c.execution.rnn_unroll = 1           # LSTM time steps per loop iteration (lax.scan unroll)
   c.execution.map_encoders = ()        # sides ('source'/'target') whose encoder runs as a lax.map
                                        # over vmapped tasks (ungrouped convs; models/registry.py)

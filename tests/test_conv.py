@@ -68,8 +68,9 @@ def test_unsupported_convolutions_fall_back_to_lax():
                              lax.conv_general_dilated(xc, kc, (1, 1), 'SAME'), rtol=1e-6)
 
 
-def test_auto_uses_patches_only_for_vmapped_tasks_on_an_accelerator():
-  assert resolve_conv('auto', 'vmap', 'source', (), backend='gpu') == 'patches'
+def test_auto_uses_gemm_convolutions_only_for_vmapped_tasks_on_an_accelerator():
+  assert resolve_conv('auto', 'vmap', 'source', (), backend='gpu') == 'pallas'
+  assert resolve_conv('auto', 'vmap', 'source', (), backend='tpu') == 'patches'
   assert resolve_conv('auto', 'vmap', 'target', ('target',), backend='gpu') == 'xla'
   assert resolve_conv('auto', 'map', 'source', (), backend='gpu') == 'xla'
   assert resolve_conv('auto', 'vmap', 'source', (), backend='cpu') == 'xla'

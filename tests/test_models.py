@@ -181,3 +181,26 @@ def test_max_pool_second_order_gradient_matches_flax():
 
   np.testing.assert_allclose(outer(layers.max_pool_2x2),
                              outer(lambda x: nn.max_pool(x, (2, 2), (2, 2))), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('shape', [(2, 8, 8, 3), (2, 7, 9, 4)])
+def test_relu_max_pool_equals_relu_then_pool_with_ties(shape):
+  """The fused op: same values, first and second derivatives as ReLU then max_pool_2x2, also
+  with ties (bfloat16-like rounding to a coarse grid, zeros and negative windows)."""
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(np.round(rng.normal(size=shape) * 2) / 2, jnp.float32)   # many exact ties
+  x = x.at[0, :2, :2].set(-1.0)                                            # a window all < 0
+  two_ops = lambda x: layers.max_pool_2x2(jax.nn.relu(x))
+  np.testing.assert_array_equal(layers.relu_max_pool_2x2(x), two_ops(x))
+  loss = lambda f: lambda x: jnp.sum(jnp.sin(f(x)) * jnp.arange(1.0, 1.0 + f(x).size).reshape(
+      f(x).shape))
+  np.testing.assert_array_equal(jax.grad(loss(layers.relu_max_pool_2x2))(x),
+                                jax.grad(loss(two_ops))(x))
+
+  def outer(pool):
+    return jax.grad(lambda x: jnp.sum(jax.grad(loss(pool))(x) * jnp.cos(x)))(x)
+
+  np.testing.assert_allclose(outer(layers.relu_max_pool_2x2), outer(two_ops), rtol=1e-6)
+  # The backward pass keeps no full-resolution input: its residuals are the index and output.
+  _, res = layers._relu_pool_even_fwd(x[:, :shape[1] // 2 * 2, :shape[2] // 2 * 2])
+  assert res[0].dtype == jnp.int8 and res[0].shape == res[1].shape

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-CONV_IMPLS = ('auto', 'xla', 'patches')
+CONV_IMPLS = ('auto', 'xla', 'patches', 'pallas')
 
 
 def _channels_last_numbers(ndim: int) -> lax.ConvDimensionNumbers:
@@ -94,17 +94,24 @@ def conv_fn(impl: str):
     return None
   if impl == 'patches':
     return patch_conv
+  if impl == 'pallas':
+    from meta_align_jax.models.pallas_conv import pallas_conv
+    return pallas_conv
   raise ValueError(f"conv impl {impl!r}: resolve 'auto' first (resolve_conv); use {CONV_IMPLS}.")
 
 
 def resolve_conv(impl: str, task_batching: str, side: str, map_encoders: Sequence[str],
                  backend: str | None = None) -> str:
-  """`config.execution.conv` for one side: `auto` = patches where per-task weights are vmapped
-  on an accelerator (grouped convolutions otherwise), XLA's convolution elsewhere."""
+  """`config.execution.conv` for one side. `auto`: where per-task weights are vmapped on an
+  accelerator (grouped convolutions otherwise), the Pallas implicit GEMM on GPUs
+  (models/pallas_conv.py; the convolutions it does not cover go to patches) and patches on other
+  accelerators; XLA's convolution elsewhere."""
   if impl not in CONV_IMPLS:
     raise ValueError(f'config.execution.conv={impl!r}: use one of {CONV_IMPLS}.')
   if impl != 'auto':
     return impl
   backend = backend or jax.default_backend()
   vmapped = task_batching == 'vmap' and side not in tuple(map_encoders)
-  return 'patches' if backend != 'cpu' and vmapped else 'xla'
+  if backend == 'cpu' or not vmapped:
+    return 'xla'
+  return 'pallas' if backend in ('gpu', 'cuda', 'rocm') else 'patches'

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from meta_align_jax.models.conv import conv_fn
-from meta_align_jax.models.layers import Norm, max_pool_2x2
+from meta_align_jax.models.layers import Norm, max_pool_2x2, relu_max_pool_2x2
 
 
 def _conv(features, kernel=3, strides=1, dtype=jnp.float32, name=None, impl='xla'):
@@ -39,9 +39,10 @@ class Conv4(nn.Module):
     for i in range(self.first, self.blocks):
       x = _conv(self.width, dtype=self.dtype, name=f'conv{i}', impl=self.conv)(x)
       x = Norm(self.norm, self.dtype, name=f'norm{i}')(x)
-      x = nn.relu(x)
       if x.shape[1] > 1 and x.shape[2] > 1:
-        x = max_pool_2x2(x)
+        x = relu_max_pool_2x2(x)   # = max_pool_2x2(relu(x)), a cheaper backward pass
+      else:
+        x = nn.relu(x)
     return x.mean(axis=(1, 2)) if self.pool_output else x
 
 

@@ -127,3 +127,56 @@ def _pool_even_bwd(x, g):
 
 
 _pool_even.defvjp(_pool_even_fwd, _pool_even_bwd)
+
+
+def relu_max_pool_2x2(x):
+  """`max_pool_2x2(relu(x))` (VALID) as one op whose backward pass does not read `x`.
+
+  The forward pass also stores, per output, which entry of its window was the first maximum
+  (int8, a quarter of the output's elements in bytes) and the output itself. The backward pass
+  writes the input gradient from those alone, as a broadcast over the 2x2 window (no
+  interleaving copies): `g` where the entry is the window's first maximum and the output is
+  positive (ReLU's gradient), else 0. Same values and gradients as the two ops in sequence
+  (`relu(max(window)) == max(relu(window))`; a window with no positive entry gets no gradient
+  either way), but the backward pass reads a quarter-size index instead of the full-resolution
+  input: in Conv-4 the first block's input gradient is the largest tensor of the step.
+  """
+  _, h, w, _ = x.shape
+  return _relu_pool_even(x[:, :h - h % 2, :w - w % 2])
+
+
+def _first_max_index(x):
+  """Window position (0..3, row-major) of each 2x2 window's first maximum, as int8."""
+  b, h, w, c = x.shape
+  xr = x.reshape(b, h // 2, 2, w // 2, 2, c)
+  p, q, r, s = xr[:, :, 0, :, 0], xr[:, :, 0, :, 1], xr[:, :, 1, :, 0], xr[:, :, 1, :, 1]
+  # Comparisons among the window's own entries (see _pool_even_bwd): exactly one is chosen.
+  first = jnp.where((p >= q) & (p >= r) & (p >= s), 0,
+                    jnp.where((q >= r) & (q >= s), 1, jnp.where(r >= s, 2, 3)))
+  return first.astype(jnp.int8)
+
+
+@jax.custom_vjp
+def _relu_pool_even(x):
+  b, h, w, c = x.shape
+  return jax.nn.relu(jnp.max(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4)))
+
+
+def _relu_pool_even_fwd(x):
+  # The op itself, so that a second derivative (MAML) goes through this rule again.
+  y = _relu_pool_even(x)
+  return y, (_first_max_index(x), y)
+
+
+def _relu_pool_even_bwd(res, g):
+  first, y = res
+  b, h2, w2, c = g.shape
+  window = (2 * jnp.arange(2).reshape(1, 1, 2, 1, 1, 1)
+            + jnp.arange(2).reshape(1, 1, 1, 1, 2, 1)).astype(jnp.int8)
+  g = jnp.where(y > 0, g, jnp.zeros((), g.dtype))
+  dx = jnp.where(window == first[:, :, None, :, None, :], g[:, :, None, :, None, :],
+                 jnp.zeros((), g.dtype))
+  return (dx.reshape(b, 2 * h2, 2 * w2, c),)
+
+
+_relu_pool_even.defvjp(_relu_pool_even_fwd, _relu_pool_even_bwd)
