@@ -41,7 +41,8 @@ def _loss(conv):
   return lambda x, w: jnp.sum(jax.nn.relu(conv(x, w)).astype(jnp.float32) ** 2)
 
 
-def _time(fn, args, run_s, repeats):
+def time_fn(fn, args, run_s=0.2, repeats=3):
+  """Median seconds per call of `fn(*args)` over `repeats` runs of about `run_s` seconds."""
   jax.block_until_ready(fn(*args))
   t = time.perf_counter()
   jax.block_until_ready(fn(*args))
@@ -102,8 +103,8 @@ def bench_shape(tasks, b, h, w, c, o, dtype, impls, run_s, repeats):
     row = dict(shape=[tasks, b, h, w, c, o], dtype=str(jnp.dtype(dtype)), impl=name,
                compile_s=round(compile_s, 2), err_y=rel(y, ref_y), err_dx=rel(got[0], ref[0]),
                err_dw=rel(got[1], ref[1]))
-    row['fwd_ms'] = round(1e3 * _time(fwd, (x, wt), run_s, repeats), 3)
-    row['fwd_bwd_ms'] = round(1e3 * _time(step, (x, wt), run_s, repeats), 3)
+    row['fwd_ms'] = round(1e3 * time_fn(fwd, (x, wt), run_s, repeats), 3)
+    row['fwd_bwd_ms'] = round(1e3 * time_fn(step, (x, wt), run_s, repeats), 3)
     row['tflops'] = round(flops / (row['fwd_bwd_ms'] * 1e-3) / 1e12, 2)
     rows.append(row)
     print(json.dumps(row), flush=True)

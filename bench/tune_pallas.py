@@ -11,9 +11,7 @@ import argparse
 import itertools
 import json
 import os
-import statistics
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -22,24 +20,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from meta_align_jax.models import pallas_conv as pc  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conv_kernels import time_fn  # noqa: E402
 
 GEMM_GRID = dict(gemm_bm=[64, 128, 256], gemm_warps=[4, 8], gemm_stages=[2, 3, 4])
 WGRAD_GRID = dict(wgrad_bm=[64, 128, 256], wgrad_warps=[4, 8], wgrad_stages=[2, 3, 4])
-
-
-def _time(fn, args, run_s=0.2, repeats=3):
-  jax.block_until_ready(fn(*args))
-  t = time.perf_counter()
-  jax.block_until_ready(fn(*args))
-  n = max(1, int(run_s / max(time.perf_counter() - t, 1e-5)))
-  runs = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    for _ in range(n):
-      out = fn(*args)
-    jax.block_until_ready(out)
-    runs.append((time.perf_counter() - t) / n)
-  return statistics.median(runs)
 
 
 def _grid(spec):
@@ -63,11 +48,11 @@ def kernel_ms(which, tuning, shapes, tasks):
       if which == 'gemm':
         wt = jax.random.normal(key, (tasks, 9, c, o), jnp.bfloat16)
         fn = jax.jit(jax.vmap(lambda x, w: pc._shift_gemm_call(x, w, geom, rows)))
-        total += _time(fn, (xf, wt))
+        total += time_fn(fn, (xf, wt))
       else:
         dy = jax.random.normal(key, (tasks, rows, o), jnp.bfloat16)
         fn = jax.jit(jax.vmap(lambda x, d: pc._shift_wgrad_call(x, d, geom)))
-        total += _time(fn, (xf, dy))
+        total += time_fn(fn, (xf, dy))
     return 1e3 * total
   except Exception as e:  # noqa: BLE001  (a tiling Triton refuses is skipped, not fatal)
     print(json.dumps({'kernel': which, 'tuning': tuning, 'error': str(e)[:300]}), flush=True)

@@ -77,6 +77,9 @@ def test_auto_uses_gemm_convolutions_only_for_vmapped_tasks_on_an_accelerator():
   assert resolve_conv('patches', 'unroll', 'source', (), backend='cpu') == 'patches'
   with pytest.raises(ValueError, match='config.execution.conv'):
     resolve_conv('im2col', 'vmap', 'source', ())
+  assert resolve_conv('pallas', 'vmap', 'source', (), backend='gpu') == 'pallas'
+  with pytest.raises(ValueError, match="execution.conv='pallas' on CPU"):
+    resolve_conv('pallas', 'vmap', 'source', (), backend='cpu')
 
 
 # Not 'task_batch': in this tiny config its target-side gradient is ill-conditioned (a 1e-6

@@ -116,3 +116,23 @@ def test_flax_conv_with_pallas_equals_xla(small_tiles):
 def test_wide_convolutions_go_to_patches():
   x, w = _data((1, 4, 4, 128), out=128)
   assert not pc.covers(x.shape, w.shape, (1, 1), 'SAME', dimension_numbers=DN)
+
+
+def test_bench_counts_the_kernels_flops(small_tiles):
+  """bench/train_step.py's FLOP counter sees the Pallas kernels (MFU of pallas steps)."""
+  import importlib.util
+  import os
+  path = os.path.join(os.path.dirname(__file__), '..', 'bench', 'train_step.py')
+  spec = importlib.util.spec_from_file_location('bench_train_step', path)
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  x, w = _data()                                   # [2, 6, 5, 16] -> 32 channels
+  tasks = 3
+  xs, ws = jnp.stack([x] * tasks), jnp.stack([w] * tasks)
+  jaxpr = jax.make_jaxpr(jax.vmap(jax.grad(_loss(pallas), (0, 1))))(xs, ws).jaxpr
+  got = bench.count_jaxpr(jaxpr)['by_op']
+  rows_out = 2 * 8 * 7                             # padded 8 x 7 grid, a whole number of tiles
+  rows_in = rows_out + 16                          # + the largest offset, 2 * 7 + 2, in tiles
+  per_row = 2.0 * 9 * 16 * 32 * tasks
+  assert got['shift_gemm'] == per_row * (rows_out + rows_in)    # forward + input gradient
+  assert got['shift_wgrad'] == per_row * rows_out

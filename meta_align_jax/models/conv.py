@@ -108,9 +108,14 @@ def resolve_conv(impl: str, task_batching: str, side: str, map_encoders: Sequenc
   accelerators; XLA's convolution elsewhere."""
   if impl not in CONV_IMPLS:
     raise ValueError(f'config.execution.conv={impl!r}: use one of {CONV_IMPLS}.')
+  backend = backend or jax.default_backend()
+  if impl == 'pallas' and backend == 'cpu':
+    raise ValueError(
+        "config.execution.conv='pallas' on CPU would run the Pallas kernels in Pallas's "
+        "interpreter (meant for tests, orders of magnitude slower). Use 'auto' (XLA's "
+        "convolutions on CPU, the Pallas kernels on GPU) or 'xla'.")
   if impl != 'auto':
     return impl
-  backend = backend or jax.default_backend()
   vmapped = task_batching == 'vmap' and side not in tuple(map_encoders)
   if backend == 'cpu' or not vmapped:
     return 'xla'

@@ -24,7 +24,9 @@ Under `vmap` over tasks the Pallas batching rule adds the task as a grid axis: o
 every task's GEMM. Covered: 2-D, channels-last, stride 1, no dilation or groups, odd kernels with
 SAME padding, channel counts that are powers of two from 16 (Triton's tile rule) to
 `MAX_CHANNELS`. Other convolutions go to `patch_conv` (`pallas_conv` has
-`lax.conv_general_dilated`'s signature, so `flax.linen.Conv` takes it as `conv_general_dilated`). On CPU the kernels run in Pallas's
+`lax.conv_general_dilated`'s signature, so `flax.linen.Conv` takes it as `conv_general_dilated`;
+`precision` is not used: the kernels multiply in the operands' dtype with float32 accumulation,
+TF32 for float32 operands on GPU). On CPU the kernels run in Pallas's
 interpreter, which is for tests only.
 """
 
