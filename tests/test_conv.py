@@ -80,6 +80,8 @@ def test_auto_uses_gemm_convolutions_only_for_vmapped_tasks_on_an_accelerator():
   assert resolve_conv('pallas', 'vmap', 'source', (), backend='gpu') == 'pallas'
   with pytest.raises(ValueError, match="execution.conv='pallas' on CPU"):
     resolve_conv('pallas', 'vmap', 'source', (), backend='cpu')
+  with pytest.raises(ValueError, match="needs a GPU"):
+    resolve_conv('pallas', 'vmap', 'source', (), backend='tpu')
 
 
 # Not 'task_batch': in this tiny config its target-side gradient is ill-conditioned (a 1e-6

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from jax import lax
 
 CONV_IMPLS = ('auto', 'xla', 'patches', 'pallas')
+GPU_BACKENDS = ('gpu', 'cuda', 'rocm')
 
 
 def _channels_last_numbers(ndim: int) -> lax.ConvDimensionNumbers:
@@ -114,9 +115,13 @@ def resolve_conv(impl: str, task_batching: str, side: str, map_encoders: Sequenc
         "config.execution.conv='pallas' on CPU would run the Pallas kernels in Pallas's "
         "interpreter (meant for tests, orders of magnitude slower). Use 'auto' (XLA's "
         "convolutions on CPU, the Pallas kernels on GPU) or 'xla'.")
+  if impl == 'pallas' and backend not in GPU_BACKENDS:
+    raise ValueError(
+        f"config.execution.conv='pallas' needs a GPU (its kernels are Triton kernels); this "
+        f"backend is {backend!r}. Use 'auto' (patch GEMMs on other accelerators) or 'patches'.")
   if impl != 'auto':
     return impl
   vmapped = task_batching == 'vmap' and side not in tuple(map_encoders)
   if backend == 'cpu' or not vmapped:
     return 'xla'
-  return 'pallas' if backend in ('gpu', 'cuda', 'rocm') else 'patches'
+  return 'pallas' if backend in GPU_BACKENDS else 'patches'

@@ -8,14 +8,14 @@ step on an H100 (bench/README.md). Here the copies are never made.
 How: pad the input spatially and flatten it to rows `[B*Hp*Wp, C]` (`Hp, Wp` = padded height and
 width). Computed on that padded grid, the output row `q` is `sum_t x[q + off_t] @ w_t` with a
 constant row offset `off_t = i*Wp + j` per kernel tap `t = (i, j)`: nine contiguous row windows
-of one array. The kernel (`_shift_gemm`) loads those windows tile by tile and accumulates nine
+of one array. The kernel (`shift_gemm`) loads those windows tile by tile and accumulates nine
 tensor-core products in registers; rows of the padded grid that are not outputs (the right and
 bottom borders, where a window wraps) are computed and dropped.
 
 The backward pass closes over two kernels:
 - input gradient: the same shifted GEMM over the output gradient, with mirrored offsets and the
   transposed taps;
-- weight gradient (`_shift_wgrad`): `dw_t = sum_q x[q + off_t]^T dy[q]`, one program per row
+- weight gradient (`shift_wgrad`): `dw_t = sum_q x[q + off_t]^T dy[q]`, one program per row
   chunk, tap and channel tile, the chunks' partial sums added after.
 Each op's VJP is written with the two ops, so the convolution can be differentiated again
 (second-order MAML differentiates the inner loop's gradient).
@@ -26,8 +26,8 @@ SAME padding, channel counts that are powers of two from 16 (Triton's tile rule)
 `MAX_CHANNELS`. Other convolutions go to `patch_conv` (`pallas_conv` has
 `lax.conv_general_dilated`'s signature, so `flax.linen.Conv` takes it as `conv_general_dilated`;
 `precision` is not used: the kernels multiply in the operands' dtype with float32 accumulation,
-TF32 for float32 operands on GPU). On CPU the kernels run in Pallas's
-interpreter, which is for tests only.
+TF32 for float32 operands on GPU). The kernels are Triton kernels, for GPUs; on CPU they run in
+Pallas's interpreter, which is for tests only.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ TUNING = dict(
 
 
 class _Geom(NamedTuple):
-  """Static description of one shifted GEMM: the taps' row offsets and the tiling.
+  """Static description of one shifted GEMM: where each tap's rows start (tiles: `TUNING`).
 
   Tap `t = (i, j)` reads rows `q + i*wp + j`, or `q + M - (i*wp + j)` when `mirrored` (the
   input gradient), with `M = (kh-1)*wp + kw-1` the largest offset."""
