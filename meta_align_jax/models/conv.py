@@ -31,6 +31,9 @@ from jax import lax
 
 CONV_IMPLS = ('auto', 'xla', 'patches', 'pallas')
 GPU_BACKENDS = ('gpu', 'cuda', 'rocm')
+# patch_conv: strided convolutions of inputs with at most this many channels run on s x s blocks
+# folded into channels (_space_to_depth_conv).
+FEW_CHANNELS = 4
 
 
 def _channels_last_numbers(ndim: int) -> lax.ConvDimensionNumbers:
@@ -77,6 +80,10 @@ def patch_conv(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=No
   out_sp = [(x.shape[1 + i] - ksize[i]) // strides[i] + 1 for i in range(nd - 2)]
   if min(out_sp) < 1:
     raise ValueError(f'patch_conv: kernel {ksize} larger than the padded input {x.shape[1:-1]}.')
+  if (nd == 4 and c_in <= FEW_CHANNELS and len(set(strides)) == 1 and strides[0] > 1
+      and min(ksize) > strides[0]):
+    return _space_to_depth_conv(x, rhs, strides[0], out_sp, dimension_numbers, precision,
+                                preferred_element_type)
   views = []
   for offs in itertools.product(*(range(k) for k in ksize)):   # same order as kernel.reshape
     start = (0,) + offs + (0,)
@@ -87,6 +94,31 @@ def patch_conv(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=No
   kernel = rhs.reshape(-1, c_out)
   return lax.dot_general(patches, kernel, (((nd - 1,), (0,)), ((), ())), precision=precision,
                          preferred_element_type=preferred_element_type)
+
+
+def _space_to_depth_conv(x, rhs, s, out_sp, dimension_numbers, precision,
+                         preferred_element_type):
+  """A stride-`s` VALID convolution of the padded `x` as a stride-1 one on `s x s` blocks.
+
+  Few input channels (an image stem: 7x7, stride 2, 3 channels) would make `kh*kw` patch views
+  of `c_in` elements each, which XLA concatenates slowly (the stem was the largest kernel of the
+  224 px reference step). Folding each `s x s` block of pixels into channels gives
+  `ceil(kh/s) * ceil(kw/s)` views of `s*s*c_in` channels instead, with the kernel zero-padded to
+  a multiple of `s` and folded the same way: the same sums, term by term.
+  """
+  b, c_in, c_out = x.shape[0], rhs.shape[-2], rhs.shape[-1]
+  kq = [-(-k // s) for k in rhs.shape[:2]]
+  need = [o - 1 + k for o, k in zip(out_sp, kq)]          # blocks each output window spans
+  x = x[:, :need[0] * s, :need[1] * s]
+  x = jnp.pad(x, ((0, 0), (0, need[0] * s - x.shape[1]), (0, need[1] * s - x.shape[2]), (0, 0)))
+  xs = x.reshape(b, need[0], s, need[1], s, c_in).transpose(0, 1, 3, 2, 4, 5)
+  xs = xs.reshape(b, need[0], need[1], s * s * c_in)
+  kp = jnp.pad(rhs, ((0, kq[0] * s - rhs.shape[0]), (0, kq[1] * s - rhs.shape[1]), (0, 0),
+                     (0, 0)))
+  kp = kp.reshape(kq[0], s, kq[1], s, c_in, c_out).transpose(0, 2, 1, 3, 4, 5)
+  kp = kp.reshape(kq[0], kq[1], s * s * c_in, c_out)
+  return patch_conv(xs, kp, (1, 1), 'VALID', dimension_numbers=dimension_numbers,
+                    precision=precision, preferred_element_type=preferred_element_type)
 
 
 def conv_fn(impl: str):
