@@ -435,15 +435,13 @@ def main(argv=None):
                  help='start no new case after this many seconds (0 = no limit)')
   args = p.parse_args(argv)
 
-  if args.pallas_tuning:
-    from meta_align_jax.models import pallas_conv
-    with open(args.pallas_tuning) as fh:
-      pallas_conv.TUNING.update(json.load(fh)['best'])
   t0 = time.perf_counter()
   info = _device_info()
   info['pallas_tuning'] = None
   if args.pallas_tuning:
     from meta_align_jax.models import pallas_conv
+    with open(args.pallas_tuning) as fh:
+      pallas_conv.TUNING.update(json.load(fh)['best'])
     info['pallas_tuning'] = dict(pallas_conv.TUNING)
   rows = []
   print(json.dumps(info), flush=True)
