@@ -211,3 +211,54 @@ def test_inner_adam_equals_optax_adam_with_b1_zero():
     np.testing.assert_allclose(dg[k], dw[k], rtol=1e-5, atol=1e-6)
   # No first-moment buffer: the state holds the count and one buffer per parameter.
   assert len(jax.tree.leaves(ours.init(params))) == 1 + len(jax.tree.leaves(params))
+
+
+@dataclasses.dataclass(frozen=True)
+class Bf16LinearModel(LinearModel):
+  """A bfloat16 compute model: encoder weights cast at use (as Flax's `dtype=bfloat16`); the
+  head stays float32, and `target` is used both cast and in float32 (it must not qualify)."""
+
+  def embed(self, params, x, side):
+    w = params[side]['w']
+    z = (x.astype(jnp.bfloat16) @ w.astype(jnp.bfloat16)).astype(jnp.float32)
+    return z + 1e-3 * jnp.sum(w) if side == 'target' else z
+
+
+def test_castable_leaves_are_the_weights_only_ever_cast_narrower():
+  def loss(p, b):
+    m = Bf16LinearModel()
+    return _ce(m, p, b) + jnp.mean(m.embed(p, b['x'], 'target'))
+  params, task = _params(), _task()
+  fast, frozen = inner.split(params, ('source', 'target', 'head'))
+  got = inner.castable_leaves(loss, frozen, fast, task['support'])
+  names = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_leaves_with_path(fast)]
+  assert dict(zip(names, got)) == {"['head']['b']": None, "['head']['w']": None,
+                                   "['source']['w']": jnp.dtype(jnp.bfloat16),
+                                   "['target']['w']": None}
+  f32 = lambda p, b: _ce(LinearModel(), p, b)
+  assert inner.castable_leaves(f32, frozen, fast, task['support']) is None
+
+
+@pytest.mark.parametrize('opt,batch_size,unroll', [('sgd', 0, False), ('adam', 4, False),
+                                                   ('adam', 0, True)])
+def test_carried_casts_change_no_value_and_no_derivative(opt, batch_size, unroll):
+  """Carrying the bfloat16 copies of cast-only weights through the inner loop gives the same
+  adapted parameters and losses, and the same second-order meta-gradient, as casting at use."""
+  model, params, task = Bf16LinearModel(), _params(), _task(k=3)
+  loss = lambda p, b: _ce(model, p, b)
+
+  def run(p, carry):
+    return inner.adapt(loss, p, task['support'], steps=4, optimizer=inner.make_inner_optimizer(
+        opt, 0.1 if opt == 'sgd' else 1e-2), keys=('source', 'head'), unroll=unroll,
+                       batch_size=batch_size, carry_casts=carry)
+
+  (a, la), (b, lb) = jax.jit(lambda p: run(p, True))(params), jax.jit(lambda p: run(p, False))(params)
+  np.testing.assert_array_equal(la, lb)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  assert float(jnp.abs(a['source']['w'] - params['source']['w']).max()) > 1e-3
+  meta = lambda p, carry: loss(run(p, carry)[0], task['query'])
+  ga, gb = (jax.jit(jax.grad(lambda p, c=c: meta(p, c)))(params) for c in (True, False))
+  for x, y in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+  assert float(jnp.abs(ga['source']['w']).max()) > 0
