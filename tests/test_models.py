@@ -204,3 +204,29 @@ def test_relu_max_pool_equals_relu_then_pool_with_ties(shape):
   # The backward pass keeps no full-resolution input: its residuals are the index and output.
   _, res = layers._relu_pool_even_fwd(x[:, :shape[1] // 2 * 2, :shape[2] // 2 * 2])
   assert res[0].dtype == jnp.int8 and res[0].shape == res[1].shape
+
+
+@pytest.mark.parametrize('shape', [(2, 8, 6, 3), (1, 12, 12, 2), (2, 7, 6, 3), (1, 6, 9, 2)])
+def test_stem_relu_max_pool_equals_relu_then_flax_pool_with_ties(shape):
+  """ReLU + 3x3 stride-2 SAME max-pool (the ResNet stem) as one op: same values, first and
+  second derivatives as the two ops, with ties, all-negative windows and the SAME border;
+  odd sizes take the two ops."""
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(np.round(rng.normal(size=shape) * 2) / 2, jnp.float32)   # many exact ties
+  x = x.at[0, :3, :3].set(-1.0)                                            # a window all < 0
+  two_ops = lambda x: nn.max_pool(jax.nn.relu(x), (3, 3), (2, 2), padding='SAME')
+  np.testing.assert_array_equal(layers.relu_max_pool_3x3_s2(x), two_ops(x))
+  loss = lambda f: lambda x: jnp.sum(jnp.sin(f(x)) * jnp.arange(1.0, 1.0 + f(x).size).reshape(
+      f(x).shape))
+  # Overlapping windows add in another order: equal up to float rounding.
+  np.testing.assert_allclose(jax.grad(loss(layers.relu_max_pool_3x3_s2))(x),
+                             jax.grad(loss(two_ops))(x), rtol=1e-6, atol=1e-6)
+  outer = lambda pool: jax.grad(lambda x: jnp.sum(jax.grad(loss(pool))(x) * jnp.cos(x)))(x)
+  np.testing.assert_allclose(outer(layers.relu_max_pool_3x3_s2), outer(two_ops), rtol=1e-5,
+                             atol=1e-5)
+  vm = jax.vmap(jax.grad(loss(layers.relu_max_pool_3x3_s2)))(jnp.stack([x, -x]))
+  np.testing.assert_allclose(vm[1], jax.grad(loss(layers.relu_max_pool_3x3_s2))(-x), rtol=1e-6,
+                             atol=1e-6)
+  if shape[1] % 2 == 0 and shape[2] % 2 == 0:   # the custom rule: index + output, no input
+    _, (first, y) = layers._relu_pool_3s2_fwd(x)
+    assert first.dtype == jnp.int8 and first.shape == y.shape

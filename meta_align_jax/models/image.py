@@ -12,7 +12,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from meta_align_jax.models.conv import conv_fn
-from meta_align_jax.models.layers import Norm, max_pool_2x2, relu_max_pool_2x2
+from meta_align_jax.models.layers import (Norm, max_pool_2x2, relu_max_pool_2x2,
+                                          relu_max_pool_3x3_s2)
 
 
 def _conv(features, kernel=3, strides=1, dtype=jnp.float32, name=None, impl='xla'):
@@ -83,8 +84,7 @@ class ResNet18(nn.Module):
     x = x.astype(self.dtype)
     if x.shape[1] >= 64:
       x = _conv(self.width, 7, 2, self.dtype, name='stem', impl=self.conv)(x)
-      x = nn.relu(Norm(self.norm, self.dtype, name='stem_norm')(x))
-      x = nn.max_pool(x, (3, 3), (2, 2), padding='SAME')
+      x = relu_max_pool_3x3_s2(Norm(self.norm, self.dtype, name='stem_norm')(x))   # ReLU, pool
     else:
       x = _conv(self.width, 3, 1, self.dtype, name='stem', impl=self.conv)(x)
       x = nn.relu(Norm(self.norm, self.dtype, name='stem_norm')(x))

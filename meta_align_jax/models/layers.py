@@ -17,6 +17,7 @@ The choices here are all stateless:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -180,3 +181,71 @@ def _relu_pool_even_bwd(res, g):
 
 
 _relu_pool_even.defvjp(_relu_pool_even_fwd, _relu_pool_even_bwd)
+
+
+def relu_max_pool_3x3_s2(x):
+  """`nn.max_pool(relu(x), (3, 3), (2, 2), padding='SAME')`, the ResNet stem's pool, as one op.
+
+  Even sizes (the stem's 112 and 42 px maps) get a custom VJP like `relu_max_pool_2x2`'s: the
+  forward pass stores each window's first-maximum position (int8, 0..8 row-major) and the output;
+  the backward pass writes the input gradient from those, with the windows' overlaps (every even
+  row and column is in two windows) summed as shifted copies on the output grid. XLA's own
+  gradient of a strided max-pool is a select-and-scatter that re-reads the input: 22 ms of the
+  reference model's 345 ms step at 224 px (bench/README.md). Same values and derivatives, ties
+  included (tests/test_models.py). Odd sizes use the two ops.
+  """
+  _, h, w, _ = x.shape
+  if h % 2 or w % 2:
+    return nn.max_pool(jax.nn.relu(x), (3, 3), (2, 2), padding='SAME')
+  return _relu_pool_3s2(x)
+
+
+def _stem_windows(x):
+  """The 9 entries of each 3x3 stride-2 window (SAME: one row/column of -inf after the end),
+  row-major, each `[B, H/2, W/2, C]`."""
+  b, h, w, c = x.shape
+  xr = x.reshape(b, h // 2, 2, w // 2, 2, c)
+  fill = jnp.full((), -jnp.inf, x.dtype)
+  def rows(di):   # window row di of every window: rows 2o + di
+    r = xr[:, :, di % 2]
+    return r if di < 2 else jnp.concatenate([r[:, 1:], jnp.full_like(r[:, :1], fill)], axis=1)
+  def cols(r, dj):
+    col = r[:, :, :, dj % 2]
+    return col if dj < 2 else jnp.concatenate([col[:, :, 1:], jnp.full_like(col[:, :, :1], fill)],
+                                              axis=2)
+  return [cols(rows(di), dj) for di in range(3) for dj in range(3)]
+
+
+@jax.custom_vjp
+def _relu_pool_3s2(x):
+  return jax.nn.relu(functools.reduce(jnp.maximum, _stem_windows(x)))
+
+
+def _relu_pool_3s2_fwd(x):
+  y = _relu_pool_3s2(x)   # the op itself: a second derivative goes through this rule again
+  entries = _stem_windows(x)
+  best, first = entries[0], jnp.zeros(entries[0].shape, jnp.int8)
+  for k, e in enumerate(entries[1:], 1):   # strict '>': the first maximum keeps its place
+    better = e > best
+    best, first = jnp.where(better, e, best), jnp.where(better, jnp.int8(k), first)
+  return y, (first, y)
+
+
+def _relu_pool_3s2_bwd(res, g):
+  first, y = res
+  b, h2, w2, c = g.shape
+  zero = jnp.zeros((), g.dtype)
+  g = jnp.where(y > 0, g, zero)
+  part = lambda di, dj: jnp.where(first == 3 * di + dj, g, zero)
+  down = lambda a: jnp.concatenate([jnp.zeros_like(a[:, :1]), a[:, :-1]], axis=1)
+  right = lambda a: jnp.concatenate([jnp.zeros_like(a[:, :, :1]), a[:, :, :-1]], axis=2)
+  # Input row 2o gets window row 0 of window o and row 2 of window o-1; row 2o+1 gets row 1.
+  p00 = part(0, 0) + down(part(2, 0)) + right(part(0, 2)) + down(right(part(2, 2)))
+  p01 = part(0, 1) + down(part(2, 1))
+  p10 = part(1, 0) + right(part(1, 2))
+  p11 = part(1, 1)
+  dx = jnp.stack([jnp.stack([p00, p01], axis=3), jnp.stack([p10, p11], axis=3)], axis=2)
+  return (dx.reshape(b, 2 * h2, 2 * w2, c),)
+
+
+_relu_pool_3s2.defvjp(_relu_pool_3s2_fwd, _relu_pool_3s2_bwd)
