@@ -96,7 +96,8 @@ def test_uncovered_convolutions_fall_back_to_patches():
   x, w = _data((2, 6, 6, 16), out=16)
   assert pc.covers(x.shape, w.shape, (1, 1), 'SAME', dimension_numbers=DN)
   assert not pc.covers(x.shape, w.shape, (2, 2), 'SAME', dimension_numbers=DN)     # strided
-  assert not pc.covers(x.shape, w.shape, (1, 1), 'VALID', dimension_numbers=DN)
+  assert pc.covers(x.shape, w.shape, (1, 1), 'VALID', dimension_numbers=DN)
+  assert not pc.covers((2, 6, 6, 4), (3, 3, 4, 16), (1, 1), 'SAME', dimension_numbers=DN)
   assert not pc.covers(x.shape, (3, 3, 16, 24), (1, 1), 'SAME', dimension_numbers=DN)
   y = pc.pallas_conv(x, w, (2, 2), 'SAME', dimension_numbers=DN)
   close(y, lax.conv_general_dilated(x, w, (2, 2), 'SAME', dimension_numbers=DN,
@@ -136,3 +137,32 @@ def test_bench_counts_the_kernels_flops(small_tiles):
   per_row = 2.0 * 9 * 16 * 32 * tasks
   assert got['shift_gemm'] == per_row * (rows_out + rows_in)    # forward + input gradient
   assert got['shift_wgrad'] == per_row * rows_out
+
+
+@pytest.mark.parametrize('shape,taps,padding', [
+    ((2, 7, 6, 12), (4, 4), 'VALID'),               # a folded stem: 12 channels padded to 16
+    ((1, 6, 5, 16), (4, 2), ((2, 1), (0, 3))),      # even kernel, explicit uneven padding
+    ((2, 5, 5, 9), (3, 3), 'SAME')])
+def test_any_padding_and_padded_input_channels_match_xla(small_tiles, shape, taps, padding):
+  x, w = _data(shape, taps=taps)
+  conv = lambda impl: lambda x, w: impl(x, w, (1, 1), padding, dimension_numbers=DN)
+  ref = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=DN,
+                                              precision='highest')
+  assert pc.covers(x.shape, w.shape, (1, 1), padding, dimension_numbers=DN)
+  np.testing.assert_allclose(conv(pc.pallas_conv)(x, w), ref(x, w), rtol=1e-5, atol=1e-5)
+  for g, h in zip(jax.grad(_loss(conv(pc.pallas_conv)), (0, 1))(x, w),
+                  jax.grad(_loss(ref), (0, 1))(x, w)):
+    close(g, h)
+
+
+def test_strided_few_channel_stem_runs_folded_on_the_kernels(small_tiles):
+  """The ResNet stem (7x7, stride 2, 3 channels): folded into 2x2 blocks of 12 channels by
+  patch_conv, then a stride-1 4x4 convolution that pallas_conv computes itself."""
+  x, w = _data((2, 12, 10, 3), out=16, taps=(7, 7))
+  stem = lambda x, w: pc.pallas_conv(x, w, (2, 2), 'SAME', dimension_numbers=DN)
+  ref = lambda x, w: lax.conv_general_dilated(x, w, (2, 2), 'SAME', dimension_numbers=DN,
+                                              precision='highest')
+  assert 'shift_gemm' in str(jax.make_jaxpr(stem)(x, w))
+  close(stem(x, w), ref(x, w))
+  got = jax.vmap(jax.grad(_loss(stem), 1))(jnp.stack([x, -x]), jnp.stack([w, 2 * w]))
+  close(got[1], jax.grad(_loss(ref), 1)(-x, 2 * w))

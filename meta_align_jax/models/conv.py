@@ -50,8 +50,12 @@ def _is_unit(values) -> bool:
 
 def patch_conv(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=None,
                rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
-               batch_group_count: int = 1, precision=None, preferred_element_type=None):
-  """`lax.conv_general_dilated` for channels-last inputs, computed as patches @ kernel."""
+               batch_group_count: int = 1, precision=None, preferred_element_type=None,
+               folded_conv=None):
+  """`lax.conv_general_dilated` for channels-last inputs, computed as patches @ kernel.
+
+  `folded_conv`: what computes the stride-1 convolution of a strided few-channel one on folded
+  blocks (`_space_to_depth_conv`); default `patch_conv` (`pallas_conv` passes itself)."""
   nd = lhs.ndim
   plain = (feature_group_count == 1 and batch_group_count == 1 and _is_unit(lhs_dilation)
            and _is_unit(rhs_dilation) and rhs.ndim == nd
@@ -83,7 +87,7 @@ def patch_conv(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=No
   if (nd == 4 and c_in <= FEW_CHANNELS and len(set(strides)) == 1 and strides[0] > 1
       and min(ksize) > strides[0]):
     return _space_to_depth_conv(x, rhs, strides[0], out_sp, dimension_numbers, precision,
-                                preferred_element_type)
+                                preferred_element_type, folded_conv or patch_conv)
   views = []
   for offs in itertools.product(*(range(k) for k in ksize)):   # same order as kernel.reshape
     start = (0,) + offs + (0,)
@@ -97,7 +101,7 @@ def patch_conv(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=No
 
 
 def _space_to_depth_conv(x, rhs, s, out_sp, dimension_numbers, precision,
-                         preferred_element_type):
+                         preferred_element_type, conv):
   """A stride-`s` VALID convolution of the padded `x` as a stride-1 one on `s x s` blocks.
 
   Few input channels (an image stem: 7x7, stride 2, 3 channels) would make `kh*kw` patch views
@@ -117,8 +121,8 @@ def _space_to_depth_conv(x, rhs, s, out_sp, dimension_numbers, precision,
                      (0, 0)))
   kp = kp.reshape(kq[0], s, kq[1], s, c_in, c_out).transpose(0, 2, 1, 3, 4, 5)
   kp = kp.reshape(kq[0], kq[1], s * s * c_in, c_out)
-  return patch_conv(xs, kp, (1, 1), 'VALID', dimension_numbers=dimension_numbers,
-                    precision=precision, preferred_element_type=preferred_element_type)
+  return conv(xs, kp, (1, 1), 'VALID', dimension_numbers=dimension_numbers,
+              precision=precision, preferred_element_type=preferred_element_type)
 
 
 def conv_fn(impl: str):

@@ -21,9 +21,10 @@ Each op's VJP is written with the two ops, so the convolution can be differentia
 (second-order MAML differentiates the inner loop's gradient).
 
 Under `vmap` over tasks the Pallas batching rule adds the task as a grid axis: one launch runs
-every task's GEMM. Covered: 2-D, channels-last, stride 1, no dilation or groups, odd kernels with
-SAME padding, channel counts that are powers of two from 16 (Triton's tile rule) to
-`MAX_CHANNELS`. Other convolutions go to `patch_conv` (`pallas_conv` has
+every task's GEMM. Covered: 2-D, channels-last, stride 1, no dilation or groups, any kernel size
+and padding (SAME, VALID, explicit), output channels that are powers of two from 16 (Triton's
+tile rule) to `MAX_CHANNELS`, input channels from `MIN_IN_CHANNELS` (zero-padded to such a tile).
+Strided convolutions of few-channel inputs run here as stride-1 ones on folded pixel blocks. Other convolutions go to `patch_conv` (`pallas_conv` has
 `lax.conv_general_dilated`'s signature, so `flax.linen.Conv` takes it as `conv_general_dilated`;
 `precision` is not used: the kernels multiply in the operands' dtype with float32 accumulation,
 TF32 for float32 operands on GPU). The kernels are Triton kernels, for GPUs; on CPU they run in
@@ -250,10 +251,27 @@ shift_wgrad.defvjp(_shift_wgrad_fwd, _shift_wgrad_bwd)
 # Wider convolutions go to patch_conv: with these tiles the ResNet-18 reference model (64-512
 # channels) ran at 249 tasks/s against 324 with patches (H100, 84 px, 2026-11-26).
 MAX_CHANNELS = 64
+# Inputs with 8-15 channels are zero-padded to 16 (a folded image stem: 12); fewer stay on
+# patches, where the padding would multiply the input's bytes.
+MIN_IN_CHANNELS = 8
 
 
 def _tileable(n: int) -> bool:
   return 16 <= n <= MAX_CHANNELS and n & (n - 1) == 0
+
+
+def _in_channels(c: int) -> int:
+  """Channels the kernels see for `c` input channels (0: not covered)."""
+  if c < MIN_IN_CHANNELS:
+    return 0
+  padded = max(16, 1 << (c - 1).bit_length())
+  return padded if padded <= MAX_CHANNELS else 0
+
+
+def _pads(spatial, ksize, padding):
+  if isinstance(padding, str):
+    return [tuple(p) for p in lax.padtype_to_pads(spatial, ksize, (1, 1), padding)]
+  return [tuple(int(v) for v in p) for p in padding]
 
 
 def covers(lhs_shape, rhs_shape, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -266,25 +284,31 @@ def covers(lhs_shape, rhs_shape, window_strides, padding, lhs_dilation=None, rhs
       _channels_last_numbers(4):
     return False
   kh, kw, c_in, c_out = rhs_shape
-  same = padding == 'SAME' or (not isinstance(padding, str) and [tuple(p) for p in padding] == [
-      ((kh - 1) // 2, (kh - 1) // 2), ((kw - 1) // 2, (kw - 1) // 2)])
-  return (feature_group_count == 1 and batch_group_count == 1 and _is_unit(lhs_dilation)
+  if not (feature_group_count == 1 and batch_group_count == 1 and _is_unit(lhs_dilation)
           and _is_unit(rhs_dilation) and all(int(s) == 1 for s in window_strides)
-          and kh % 2 == 1 and kw % 2 == 1 and same and c_in == lhs_shape[-1]
-          and _tileable(c_in) and _tileable(c_out))
+          and c_in == lhs_shape[-1] and _in_channels(c_in) and _tileable(c_out)):
+    return False
+  pads = _pads(lhs_shape[1:3], (kh, kw), padding)
+  return (len(pads) == 2 and min(min(p) for p in pads) >= 0 and
+          all(n + lo + hi >= k for n, (lo, hi), k in zip(lhs_shape[1:3], pads, (kh, kw))))
 
 
 def pallas_conv(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=None,
                 rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
                 batch_group_count: int = 1, precision=None, preferred_element_type=None,
                 interpret: bool | None = None):
-  """`lax.conv_general_dilated` for `[B, H, W, C]` x `[kh, kw, C, O]`, stride 1, SAME."""
+  """`lax.conv_general_dilated` for `[B, H, W, C]` x `[kh, kw, C, O]`, stride 1, any padding.
+
+  Strided convolutions of few-channel inputs (the ResNet stem) come back here as stride-1
+  convolutions on folded pixel blocks (`conv._space_to_depth_conv`); other uncovered ones go to
+  patch GEMMs."""
   if not covers(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
                 dimension_numbers, feature_group_count, batch_group_count):
     from meta_align_jax.models.conv import patch_conv
     return patch_conv(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                       dimension_numbers, feature_group_count, batch_group_count, precision,
-                      preferred_element_type)
+                      preferred_element_type, folded_conv=functools.partial(
+                          pallas_conv, interpret=interpret))
   if interpret is None:
     interpret = jax.default_backend() == 'cpu'
   dtype = jnp.result_type(lhs.dtype, rhs.dtype)
@@ -292,16 +316,20 @@ def pallas_conv(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=N
     dtype = jnp.dtype(preferred_element_type)
   b, h, w, c = lhs.shape
   kh, kw, _, o = rhs.shape
-  ph, pw = (kh - 1) // 2, (kw - 1) // 2
-  hp, wp = h + kh - 1, w + kw - 1
+  (top, bottom), (left, right) = _pads((h, w), (kh, kw), padding)
+  hp, wp = h + top + bottom, w + left + right
+  cp = _in_channels(c)
   geom = _Geom(wp=wp, kh=kh, kw=kw, mirrored=False, interpret=bool(interpret))
   rows = b * hp * wp
   rows_out = _round_up(rows, _row_multiple())
-  x = jnp.pad(lhs.astype(dtype), ((0, 0), (ph, ph), (pw, pw), (0, 0))).reshape(rows, c)
+  x = jnp.pad(lhs.astype(dtype), ((0, 0), (top, bottom), (left, right), (0, cp - c)))
+  x = x.reshape(rows, cp)
   # Input rows: a whole number of tiles too, so that its gradient needs no extra padding.
   xf = _pad_rows(x, rows_out + _round_up(geom.max_offset, _row_multiple()))
-  y = shift_gemm(xf, rhs.astype(dtype).reshape(kh * kw, c, o), geom, rows_out)
-  return y[:rows].reshape(b, hp, wp, o)[:, :h, :w]
+  kernel = jnp.pad(rhs.astype(dtype), ((0, 0), (0, 0), (0, cp - c), (0, 0)))
+  y = shift_gemm(xf, kernel.reshape(kh * kw, cp, o), geom, rows_out)
+  # Computed on the padded grid: the outputs are its top-left (hp - kh + 1) x (wp - kw + 1).
+  return y[:rows].reshape(b, hp, wp, o)[:, :hp - kh + 1, :wp - kw + 1]
 
 
 __all__ = ['pallas_conv', 'covers', 'shift_gemm', 'shift_wgrad', 'TUNING']
