@@ -357,7 +357,9 @@ def profile_steps(compiled, state, batches, rngs, profile_dir, name, steps=3, to
     cats = {}
     for k, v in kernels.items():
       lk = k.lower()
-      cat = ('conv' if ('conv' in lk or 'cudnn' in lk or 'xmma' in lk or 'implicit' in lk) else
+      cat = ('pallas conv' if ('shift_gemm' in lk or 'shift_wgrad' in lk) else
+             'conv' if (('conv' in lk and 'convert' not in lk) or 'cudnn' in lk or 'xmma' in lk
+                        or 'implicit' in lk) else
              'gemm' if ('gemm' in lk or 'cutlass' in lk or 'cublas' in lk or 'sm90' in lk) else
              'copy/memset' if ('memcpy' in lk or 'memset' in lk or 'copy' in lk) else
              'reduce' if 'reduce' in lk else 'fusion/other')
