@@ -57,8 +57,9 @@ def get_config():
 
   # Fastest measured on H100/H200 (bench/README.md): tasks vmapped (the LSTM's 64-step loop runs
   # once for all tasks) with the ResNet's per-task convolutions as GEMMs (`execution.conv='auto'`
-  # under vmap on GPU: Pallas implicit GEMMs for the 64-channel 3x3 convolutions, patch GEMMs for
-  # the rest): 2.6-3.9x the grouped convolutions, 1.03x (84 px) and 1.12x (224 px) patches alone.
+  # under vmap on GPU: Pallas implicit GEMMs for the 64-channel 3x3 convolutions and the folded
+  # stem, patch GEMMs for the rest): 2.6-3.9x the grouped convolutions; the Pallas stem alone
+  # 1.11x at 224 px (bench/README.md).
   c.execution.task_batching = 'vmap'
   c.execution.inner_loop = 'scan'
   c.execution.conv = 'auto'
