@@ -102,6 +102,8 @@ def over_tasks(fn: Callable, params, tasks, rngs, strategy: str, map_batch_size:
 
 def _inner_config(config, side: str, params_groups, unroll: bool, *, eval_mode=False):
   m = config.meta
+  # A scanned inner loop runs `execution.inner_unroll` steps per loop iteration.
+  unroll = True if unroll else config.execution.get('inner_unroll', 1)
   if eval_mode:
     e = config.eval
     return learners.InnerConfig(

@@ -59,6 +59,7 @@ def check_config(config) -> None:
   parallel.resolve_execution(config)
   _choice(config.execution.get('conv', 'xla'), CONV_IMPLS, 'config.execution.conv')
   _positive(config.execution.get('rnn_unroll', 1), 'config.execution.rnn_unroll')
+  _positive(config.execution.get('inner_unroll', 1), 'config.execution.inner_unroll')
   device_gather.check_config(config)
 
 

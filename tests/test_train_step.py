@@ -50,6 +50,24 @@ def test_execution_strategies_give_the_same_update(learner):
   assert int(ref_state.step) == 1
 
 
+@pytest.mark.parametrize('learner', ['reptile', 'maml'])
+def test_partly_unrolled_inner_loop_gives_the_same_update(learner):
+  """`execution.inner_unroll`: k inner steps per loop iteration (3 steps, k = 2 leaves a
+  remainder), the same numbers as one step per iteration."""
+  base = {'meta.learner': learner, 'meta.inner_steps': 3}
+  (s1, m1), (s2, m2) = (_run(tiny_config(**base, **{'execution.inner_unroll': k}), steps=1)
+                        for k in (1, 2))
+  _assert_trees_close(s2.params, s1.params)
+  for k in m1:
+    np.testing.assert_allclose(m2[k], m1[k], rtol=2e-4, atol=1e-6)
+  c = tiny_config(**base, **{'execution.inner_unroll': 2})   # and the knob reaches the loop
+  model = build_model(c)
+  state = init_train_state(c, model, jax.random.key(0))
+  jaxpr = jax.make_jaxpr(make_train_step(c, model).__wrapped__)(state, random_batch(c, 0),
+                                                                jax.random.key(0))
+  assert 'unroll=2' in str(jaxpr)
+
+
 def test_mapped_encoders_equal_plain_vmap():
   """`execution.map_encoders` runs an encoder task by task under vmap: same numbers."""
   base = tiny_config(**{'execution.task_batching': 'vmap'})
@@ -200,6 +218,7 @@ def test_bad_batches_raise_before_compiling(mutate, match):
     ('execution.task_batching', 'pmap', 'config.execution.task_batching'),
     ('task.meta_on', ('audio',), 'config.task.meta_on'),
     ('task.ways', 1, 'config.task.ways=1'),
+    ('execution.inner_unroll', 0, 'config.execution.inner_unroll'),
 ])
 def test_bad_configs_raise_naming_the_field(field, value, match):
   c = tiny_config(**{field: value})

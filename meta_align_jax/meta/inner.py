@@ -88,14 +88,15 @@ def split(params: dict, keys: Sequence[str]) -> tuple[dict, dict]:
 
 def adapt(loss_fn: Callable[[dict, dict], jax.Array], params: dict, batch: dict, *,
           steps: int, optimizer: optax.GradientTransformation, keys: Sequence[str],
-          unroll: bool = False, remat: bool = False, zero_head: bool = False,
+          unroll: bool | int = False, remat: bool = False, zero_head: bool = False,
           batch_size: int = 0, carry_casts: bool = True):
   """Runs `steps` inner steps of `optimizer` on `loss_fn(params, batch)` over groups `keys`.
 
   `batch_size` > 0 takes minibatches that cycle through the task's examples in order (the
   reference's `DataLoader` over one task, without reshuffling: tasks arrive shuffled); 0 uses
-  the whole batch at every step. Returns `(adapted_params, losses)`: the full parameter dict
-  with the `keys` groups replaced by their adapted values, and the loss before each step.
+  the whole batch at every step. `unroll`: True unrolls the loop, an integer k runs k steps per
+  loop iteration. Returns `(adapted_params, losses)`: the full parameter dict with the `keys`
+  groups replaced by their adapted values, and the loss before each step.
 
   `carry_casts`: adapted parameters that `loss_fn` only ever casts to a narrower compute dtype
   (the kernels of a bfloat16 model; found in its jaxpr, `castable_leaves`) are carried through
@@ -147,7 +148,7 @@ def adapt(loss_fn: Callable[[dict, dict], jax.Array], params: dict, batch: dict,
   if remat:
     body = jax.checkpoint(body)
   (fast, _), losses = jax.lax.scan(body, init, index if minibatch else None, length=steps,
-                                   unroll=True if unroll else 1)
+                                   unroll=True if unroll is True else max(1, int(unroll)))
   if narrow is not None:
     fast = fast[0]
   return {**frozen, **fast}, losses

@@ -33,7 +33,7 @@ class InnerConfig:
   steps: int
   optimizer: object
   keys: tuple[str, ...]
-  unroll: bool
+  unroll: bool | int     # True: fully unrolled; k: k steps per scan iteration
   remat: bool
   zero_head: bool
   batch_size: int = 0
