@@ -23,8 +23,9 @@ Each op's VJP is written with the two ops, so the convolution can be differentia
 Under `vmap` over tasks the Pallas batching rule adds the task as a grid axis: one launch runs
 every task's GEMM. Covered: 2-D, channels-last, stride 1, no dilation or groups, any kernel size
 and padding (SAME, VALID, explicit), output channels that are powers of two from 16 (Triton's
-tile rule) to `MAX_CHANNELS`, input channels from `MIN_IN_CHANNELS` (zero-padded to such a tile).
-Strided convolutions of few-channel inputs run here as stride-1 ones on folded pixel blocks. Other convolutions go to `patch_conv` (`pallas_conv` has
+tile rule) to `MAX_CHANNELS`, input channels from `MIN_IN_CHANNELS` (zero-padded to such a
+tile). Strided convolutions of few-channel inputs run here as stride-1 ones on folded pixel
+blocks. Other convolutions go to `patch_conv` (`pallas_conv` has
 `lax.conv_general_dilated`'s signature, so `flax.linen.Conv` takes it as `conv_general_dilated`;
 `precision` is not used: the kernels multiply in the operands' dtype with float32 accumulation,
 TF32 for float32 operands on GPU). The kernels are Triton kernels, for GPUs; on CPU they run in
@@ -249,7 +250,9 @@ shift_wgrad.defvjp(_shift_wgrad_fwd, _shift_wgrad_bwd)
 
 
 # Wider convolutions go to patch_conv: with these tiles the ResNet-18 reference model (64-512
-# channels) ran at 249 tasks/s against 324 with patches (H100, 84 px, 2026-11-26).
+# channels) ran at 249 tasks/s against 324 with patches (H100, 84 px, 2026-11-26), and again
+# slower with the tuned tiles (226 vs 155 ms per step): on the 7x7-14x14 maps of the wide stages
+# the padded grid's border rows are a third or more of the work.
 MAX_CHANNELS = 64
 # Inputs with 8-15 channels are zero-padded to 16 (a folded image stem: 12); fewer stay on
 # patches, where the padding would multiply the input's bytes.
