@@ -262,3 +262,28 @@ def test_carried_casts_change_no_value_and_no_derivative(opt, batch_size, unroll
   for x, y in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
     np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
   assert float(jnp.abs(ga['source']['w']).max()) > 0
+
+
+def test_carried_casts_on_a_bfloat16_flax_encoder_change_nothing():
+  """The library's own bfloat16 Conv-4: its conv kernels qualify, GroupNorm scales and biases
+  (used in float32) do not, and adapting with the carried copies gives identical results."""
+  from meta_align_jax import build_model, random_batch
+  from tests.tiny import tiny_config
+  c = tiny_config(**{'model.compute_dtype': 'bfloat16'})
+  model = build_model(c)
+  params = model.init(jax.random.key(0))
+  task = jax.tree.map(lambda x: x[0], random_batch(c, 0)['source'])
+  loss = learners.classifier_loss(model, 'source', c.task.ways)
+  fast, frozen = inner.split(params, ('source', 'head'))
+  kinds = {jax.tree_util.keystr(k): d for (k, _), d in zip(
+      jax.tree_util.tree_leaves_with_path(fast),
+      inner.castable_leaves(loss, frozen, fast, task['support']))}
+  assert all(d == jnp.bfloat16 for k, d in kinds.items() if k.endswith("['kernel']") and 'conv' in k)
+  assert all(d is None for k, d in kinds.items() if 'GroupNorm' in k)
+  run = lambda carry: jax.jit(lambda p: inner.adapt(
+      loss, p, task['support'], steps=3, optimizer=inner.make_inner_optimizer('adam', 1e-2),
+      keys=('source', 'head'), carry_casts=carry))(params)
+  (a, la), (b, lb) = run(True), run(False)
+  np.testing.assert_array_equal(la, lb)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
