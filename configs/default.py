@@ -96,6 +96,7 @@ def get_config() -> ml_collections.ConfigDict:
                                        # GPU where tasks are vmapped (models/conv.py, pallas_conv.py)
   c.execution.rnn_unroll = 1           # LSTM time steps per loop iteration (lax.scan unroll)
   c.execution.inner_unroll = 1         # inner steps per loop iteration of a scanned inner loop
+  c.execution.inner_peel = True        # first inner step outside the scan: shared weights there
   c.execution.map_encoders = ()        # sides ('source'/'target') whose encoder runs as a lax.map
                                        # over vmapped tasks (ungrouped convs; models/registry.py)
 

@@ -104,16 +104,17 @@ def _inner_config(config, side: str, params_groups, unroll: bool, *, eval_mode=F
   m = config.meta
   # A scanned inner loop runs `execution.inner_unroll` steps per loop iteration.
   unroll = True if unroll else config.execution.get('inner_unroll', 1)
+  peel = bool(config.execution.get('inner_peel', True))
   if eval_mode:
     e = config.eval
     return learners.InnerConfig(
         steps=e.inner_steps, optimizer=inner.make_inner_optimizer(m.inner_opt, e.inner_lr),
         keys=inner.resolve_adapt(e.adapt, side, params_groups, 'config.eval.adapt'),
-        unroll=unroll, remat=False, zero_head=m.zero_head)
+        unroll=unroll, remat=False, zero_head=m.zero_head, peel_first=peel)
   return learners.InnerConfig(
       steps=m.inner_steps, optimizer=inner.make_inner_optimizer(m.inner_opt, m.inner_lr),
       keys=inner.resolve_adapt(m.adapt, side, params_groups), unroll=unroll, remat=m.remat,
-      zero_head=m.zero_head, batch_size=m.inner_batch)
+      zero_head=m.zero_head, batch_size=m.inner_batch, peel_first=peel)
 
 
 def _param_groups(config) -> tuple[str, ...]:

@@ -60,6 +60,9 @@ def check_config(config) -> None:
   _choice(config.execution.get('conv', 'xla'), CONV_IMPLS, 'config.execution.conv')
   _positive(config.execution.get('rnn_unroll', 1), 'config.execution.rnn_unroll')
   _positive(config.execution.get('inner_unroll', 1), 'config.execution.inner_unroll')
+  if not isinstance(config.execution.get('inner_peel', True), bool):
+    raise ValueError(f"config.execution.inner_peel={config.execution.inner_peel!r}: use True or "
+                     'False.')
   device_gather.check_config(config)
 
 

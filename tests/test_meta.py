@@ -287,3 +287,61 @@ def test_carried_casts_on_a_bfloat16_flax_encoder_change_nothing():
   np.testing.assert_array_equal(la, lb)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize('opt,batch_size,steps,unroll', [('sgd', 0, 4, False), ('adam', 4, 4, 2),
+                                                         ('adam', 0, 1, False)])
+def test_peeled_first_step_changes_no_value_and_no_derivative(opt, batch_size, steps, unroll):
+  """The first inner step outside the scan gives the same adapted parameters, losses and
+  second-order meta-gradient as all steps inside it, for a batch of tasks under vmap too."""
+  model, params, task = LinearModel(), _params(), _task(k=3)
+  loss = lambda p, b: _ce(model, p, b)
+  tasks = [_task(seed=s, k=3) for s in range(1, 4)]
+  stacked = jax.tree.map(lambda *x: jnp.stack(x), *tasks)
+
+  def run(p, support, peel):
+    return inner.adapt(loss, p, support, steps=steps, optimizer=inner.make_inner_optimizer(
+        opt, 0.1 if opt == 'sgd' else 1e-2), keys=('source', 'head'), unroll=unroll,
+                       batch_size=batch_size, peel_first=peel)
+
+  def meta(p, t, peel):
+    return loss(run(p, t['support'], peel)[0], t['query'])
+
+  for peel in (True, False):   # vmapped over tasks with shared parameters, as in the step
+    fast, losses_ = jax.jit(jax.vmap(lambda t, peel=peel: run(params, t['support'], peel)))(
+        stacked)
+    grads = jax.jit(jax.vmap(jax.grad(lambda p, t, peel=peel: meta(p, t, peel)),
+                             in_axes=(None, 0)))(params, stacked)
+    if peel:
+      want = (fast, losses_, grads)
+  assert losses_.shape == want[1].shape == (3, steps)
+  for x, y in zip(jax.tree.leaves(want), jax.tree.leaves((fast, losses_, grads))):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+  for t, i in zip(tasks, range(3)):   # vmap == one task at a time
+    one = jax.jit(lambda p: run(p, t['support'], True))(params)
+    for x, y in zip(jax.tree.leaves(one), jax.tree.leaves((fast, losses_))):
+      np.testing.assert_allclose(x, y[i], rtol=1e-5, atol=1e-6)
+  assert float(jnp.abs(want[0]['source']['w'] - params['source']['w']).max()) > 1e-3
+
+
+def test_peeled_first_step_reads_shared_weights_under_vmap():
+  """Under vmap over tasks the peeled step's products take the one unbatched weight matrix
+  (a plain matmul over all tasks' rows); inside the scan they are batched per task."""
+  model, params, task = LinearModel(), _params(), _task(k=3)
+  stacked = jax.tree.map(lambda *x: jnp.stack(x), *(_task(seed=s, k=3) for s in range(1, 4)))
+  loss = lambda p, b: _ce(model, p, b)
+
+  def weight_products(peel):
+    jaxpr = jax.make_jaxpr(jax.vmap(lambda t: inner.adapt(
+        loss, params, t['support'], steps=3, optimizer=inner.make_inner_optimizer('adam', 1e-2),
+        keys=('source', 'head'), peel_first=peel)[0]))(stacked).jaxpr
+    top = [e for e in jaxpr.eqns if e.primitive.name == 'dot_general']
+    unbatched = [e for e in top if e.invars[0].aval.shape[0] == 3   # all tasks' rows
+                 and e.invars[1].aval.shape == params['source']['w'].shape]   # one W
+    scans = [e for e in jaxpr.eqns if e.primitive.name == 'scan']
+    return unbatched, [s.params['length'] for s in scans]
+
+  shared, lengths = weight_products(True)
+  assert shared and lengths == [2]
+  shared, lengths = weight_products(False)
+  assert not shared and lengths == [3]

@@ -68,6 +68,26 @@ def test_partly_unrolled_inner_loop_gives_the_same_update(learner):
   assert 'unroll=2' in str(jaxpr)
 
 
+def test_peeled_first_inner_step_gives_the_same_update():
+  """`execution.inner_peel` (default on): the first inner step outside the scanned loop; the
+  same numbers as every step inside it, and the knob reaches the loop."""
+  base = {'meta.inner_steps': 3, 'execution.task_batching': 'vmap', 'execution.inner_loop': 'scan'}
+  runs = {peel: _run(tiny_config(**base, **{'execution.inner_peel': peel}), steps=1)
+          for peel in (True, False)}
+  _assert_trees_close(runs[True][0].params, runs[False][0].params)
+  for k in runs[False][1]:
+    np.testing.assert_allclose(runs[True][1][k], runs[False][1][k], rtol=2e-4, atol=1e-6)
+  lengths = {}
+  for peel in (True, False):
+    c = tiny_config(**base, **{'execution.inner_peel': peel})
+    model = build_model(c)
+    state = init_train_state(c, model, jax.random.key(0))
+    jaxpr = jax.make_jaxpr(make_train_step(c, model).__wrapped__)(state, random_batch(c, 0),
+                                                                  jax.random.key(0))
+    lengths[peel] = str(jaxpr).count('length=2'), str(jaxpr).count('length=3')
+  assert lengths[True][0] > lengths[False][0] and lengths[True][1] < lengths[False][1]
+
+
 def test_mapped_encoders_equal_plain_vmap():
   """`execution.map_encoders` runs an encoder task by task under vmap: same numbers."""
   base = tiny_config(**{'execution.task_batching': 'vmap'})
@@ -219,6 +239,7 @@ def test_bad_batches_raise_before_compiling(mutate, match):
     ('task.meta_on', ('audio',), 'config.task.meta_on'),
     ('task.ways', 1, 'config.task.ways=1'),
     ('execution.inner_unroll', 0, 'config.execution.inner_unroll'),
+    ('execution.inner_peel', None, 'config.execution.inner_peel'),
 ])
 def test_bad_configs_raise_naming_the_field(field, value, match):
   c = tiny_config(**{field: value})

@@ -89,7 +89,7 @@ def split(params: dict, keys: Sequence[str]) -> tuple[dict, dict]:
 def adapt(loss_fn: Callable[[dict, dict], jax.Array], params: dict, batch: dict, *,
           steps: int, optimizer: optax.GradientTransformation, keys: Sequence[str],
           unroll: bool | int = False, remat: bool = False, zero_head: bool = False,
-          batch_size: int = 0, carry_casts: bool = True):
+          batch_size: int = 0, carry_casts: bool = True, peel_first: bool = True):
   """Runs `steps` inner steps of `optimizer` on `loss_fn(params, batch)` over groups `keys`.
 
   `batch_size` > 0 takes minibatches that cycle through the task's examples in order (the
@@ -105,6 +105,14 @@ def adapt(loss_fn: Callable[[dict, dict], jax.Array], params: dict, batch: dict,
   the same as without it; what goes is a separate cast kernel per parameter and step, which
   re-read every float32 weight of every task (8 ms of the reference model's step,
   bench/README.md).
+
+  `peel_first`: the first step runs before the scanned loop, not in it. Every task of a
+  vmapped batch starts from the same parameters, and outside the loop `vmap` keeps them
+  unbatched there: the first step's forward and input-gradient products read one copy of the
+  weights for all tasks (one large GEMM instead of a GEMM per task), the optimiser's zero state
+  is not materialised per task, and the per-task copies appear only as that step's output. In a
+  scan the carry is batched from the start, so step 0 reads a broadcast copy per task. Same
+  values; a fully unrolled loop (`unroll=True`) gets this anyway.
   """
   if zero_head and 'head' in params:
     params = {**params, 'head': jax.tree.map(jnp.zeros_like, params['head'])}
@@ -147,8 +155,15 @@ def adapt(loss_fn: Callable[[dict, dict], jax.Array], params: dict, batch: dict,
     body, init = step, (fast, optimizer.init(fast))
   if remat:
     body = jax.checkpoint(body)
-  (fast, _), losses = jax.lax.scan(body, init, index if minibatch else None, length=steps,
+  xs = index if minibatch else None
+  first_losses = []
+  if peel_first and unroll is not True:
+    init, loss0 = body(init, index[0] if minibatch else None)
+    xs, first_losses = (index[1:] if minibatch else None), [loss0[None]]
+  (fast, _), losses = jax.lax.scan(body, init, xs, length=steps - len(first_losses),
                                    unroll=True if unroll is True else max(1, int(unroll)))
+  if first_losses:
+    losses = jnp.concatenate(first_losses + [losses])
   if narrow is not None:
     fast = fast[0]
   return {**frozen, **fast}, losses

@@ -37,11 +37,13 @@ class InnerConfig:
   remat: bool
   zero_head: bool
   batch_size: int = 0
+  peel_first: bool = True  # the first inner step outside the scanned loop (inner.adapt)
 
   def run(self, loss_fn, params, batch):
     return inner.adapt(loss_fn, params, batch, steps=self.steps, optimizer=self.optimizer,
                        keys=self.keys, unroll=self.unroll, remat=self.remat,
-                       zero_head=self.zero_head, batch_size=self.batch_size)
+                       zero_head=self.zero_head, batch_size=self.batch_size,
+                       peel_first=self.peel_first)
 
 
 def classifier_loss(model, side: str, ways: int) -> Callable:
