@@ -66,9 +66,9 @@ def get_config():
   c.execution.map_encoders = ()
   # 16 LSTM time steps per loop iteration: fewer loop trips (1.07x at 84 px). The first inner
   # step runs outside the scanned loop (`execution.inner_peel`, the default), on weights shared
-  # by all tasks: 1.04x at 84 px, 1.02x at 224 px, 11.7 -> 8.9 GiB. With it, two inner steps per
-  # loop iteration (`inner_unroll=2`) add 2 % at 84 px but took 39-66 s to compile; one compiles
-  # in 30-37 s. Unrolling all 9 (`execution.inner_loop='unroll'`) is 1.17x / 1.09x without the
+  # by all tasks: with one inner step per loop iteration 1.04x at 84 px and 1.02x at 224 px over
+  # the former two steps without it, and 13.8 -> 8.9 GiB. With it, two per iteration
+  # (`inner_unroll=2`) add 2 % at 84 px but took 39-66 s to compile; one takes 30-48 s. Unrolling all 9 (`execution.inner_loop='unroll'`) is 1.17x / 1.09x without the
   # peel but compiles in 100-127 s, over the 60 s budget of a shipped config (H100,
   # bench/README.md).
   c.execution.rnn_unroll = 16
