@@ -156,14 +156,14 @@ def adapt(loss_fn: Callable[[dict, dict], jax.Array], params: dict, batch: dict,
   if remat:
     body = jax.checkpoint(body)
   xs = index if minibatch else None
-  first_losses = []
-  if peel_first and unroll is not True:
-    init, loss0 = body(init, index[0] if minibatch else None)
-    xs, first_losses = (index[1:] if minibatch else None), [loss0[None]]
-  (fast, _), losses = jax.lax.scan(body, init, xs, length=steps - len(first_losses),
+  peel = peel_first and unroll is not True
+  if peel:
+    init, loss0 = body(init, None if xs is None else xs[0])
+    xs = None if xs is None else xs[1:]
+  (fast, _), losses = jax.lax.scan(body, init, xs, length=steps - int(peel),
                                    unroll=True if unroll is True else max(1, int(unroll)))
-  if first_losses:
-    losses = jnp.concatenate(first_losses + [losses])
+  if peel:
+    losses = jnp.concatenate([loss0[None], losses])
   if narrow is not None:
     fast = fast[0]
   return {**frozen, **fast}, losses
