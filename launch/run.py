@@ -75,7 +75,7 @@ def main(argv):
   logging.info('Work directory: %s', os.path.abspath(workdir))
   data = None
   if _EXPORTED.value:
-    from meta_align_jax import exported  # pylint: disable=g-import-not-at-top
+    from meta_align_jax.feeds import exported  # pylint: disable=g-import-not-at-top
     data = exported.ExportedData(_EXPORTED.value)
   if _MODE.value == 'eval':
     run = train.RunResult(step=0, num_steps=0, eval_results=evaluate.evaluate(

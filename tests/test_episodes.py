@@ -277,25 +277,28 @@ def test_batch_parts_follow_config(sources):
 def test_device_axis_layout(sources, monkeypatch):
   config = _config(execution__parallel='pmap')
   assert parallel.num_batch_devices(config) == jax.local_device_count()
-  batch = _batches(config, sources, 1)[0]
+  # The caller (feeds.pipeline) hands the data package the execution's device axis.
+  batch = _batches(config, sources, 1, devices=parallel.num_batch_devices(config))[0]
   d = jax.local_device_count()
   assert batch['source']['support']['x'].shape == (d, 2, 6) + SOURCE_SHAPE
   assert batch['align']['target_x'].shape == (d, 2, 6) + TARGET_SHAPE
   # With 4 devices, the same tasks are laid out as [4, T, ...].
   monkeypatch.setattr(jax, 'local_device_count', lambda *a, **k: 4)
-  batch4 = _batches(config, sources, 1)[0]
+  batch4 = _batches(config, sources, 1, devices=parallel.num_batch_devices(config))[0]
   assert batch4['source']['query']['y'].shape == (4, 2, 9)
   np.testing.assert_array_equal(batch4['source']['query']['x'].reshape((8, 9) + SOURCE_SHAPE)[:2],
                                 _batches(_config(), sources, 1)[0]['source']['query']['x'])
 
 
 def test_multi_host_shards_and_layout_errors(sources, monkeypatch):
-  host0 = _batches(_config(execution__parallel='pmap'), sources, 1)[0]
+  host0 = _batches(_config(execution__parallel='pmap'), sources, 1,
+                   devices=jax.local_device_count())[0]
   monkeypatch.setattr(jax, 'process_count', lambda: 2)
   with pytest.raises(ValueError, match="config.execution.parallel='pmap'"):
     _batches(_config(execution__parallel='jit'), sources, 1)
   monkeypatch.setattr(jax, 'process_index', lambda: 1)
-  host1 = _batches(_config(execution__parallel='pmap'), sources, 1)[0]
+  host1 = _batches(_config(execution__parallel='pmap'), sources, 1,
+                   devices=jax.local_device_count())[0]
   assert not np.array_equal(host0['source']['support']['x'], host1['source']['support']['x'])
 
 

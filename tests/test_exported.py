@@ -14,7 +14,8 @@ import jax
 import numpy as np
 import pytest
 
-from meta_align_jax import data, exported, train
+from meta_align_jax import data, train
+from meta_align_jax.feeds import exported
 from meta_align_jax.data import convert
 from meta_align_jax.data import export as export_lib
 from tiny import override, tiny_config
@@ -154,7 +155,8 @@ def test_train_and_evaluate_from_a_bundle_without_tensorflow(bundle, tmp_path):
       import json, sys
       for name in ('tensorflow', 'tensorflow_datasets', 'librosa'):   # as if not installed:
         sys.modules[name] = None   # import raises ImportError, importlib.util.find_spec -> None
-      from meta_align_jax import exported, train
+      from meta_align_jax import train
+      from meta_align_jax.feeds import exported
       from tests.tiny import override, tiny_config
       config = override(tiny_config(**{BASE!r}), **{BUNDLE!r}, **{{'train.eval_every': 2}})
       run = train.train_and_evaluate(config, {workdir!r}, data=exported.ExportedData({path!r}))

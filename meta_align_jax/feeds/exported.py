@@ -11,7 +11,7 @@ target training subset. `ExportedData(path)` serves them through the data API th
   python launch/run.py --config configs/gpu_image_audio.py --exported b.npz --workdir runs/x
 
 The batches are the pipeline's own: the same tasks, labels and noise, gathered on the device
-(`meta_align_jax.device_gather`). Inputs are converted to `config.<side>.input_shape` here, with
+(`meta_align_jax.feeds.device_gather`). Inputs are converted to `config.<side>.input_shape` here, with
 `jax.image.resize` (bilinear, antialiased) where the TensorFlow pipeline uses `tf.image.resize`;
 the two agree to float32 rounding (`tests/test_exported.py`).
 
@@ -23,7 +23,6 @@ fields.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Iterator
@@ -31,31 +30,16 @@ from typing import Iterator
 import jax
 import numpy as np
 
-from meta_align_jax import checkpoint, device_gather, parallel
+from meta_align_jax import io, parallel
+from meta_align_jax.feeds import device_gather
 
-FORMAT_VERSION = 1
-SPLITS_FILE = 'splits.json'
-TARGET_SUBSET_FILE = 'target_train_subset.json'
-SIDES = ('source', 'target')
-
-# Config fields the exported data depend on: a run must agree with the bundle on all of them.
-DATA_FIELDS = (
-    'seed', 'data.source_dataset', 'data.source_feature', 'data.target_dataset',
-    'data.target_feature', 'data.split_fractions', 'data.target_train_shots',
-    'data.target_train_classes', 'data.target_noise', 'data.align_noise', 'data.noise_kind',
-    'task.ways', 'task.shots', 'task.queries', 'task.meta_on', 'align.enabled', 'align.kind',
-    'align.pairs', 'align.ways', 'align.classes', 'source.modality', 'source.input_shape',
-    'target.modality', 'target.input_shape', 'eval.ways', 'eval.shots', 'eval.queries',
-)
-
-
-def _plain(value):
-  """JSON-comparable form of a config value (tuples -> lists)."""
-  return json.loads(json.dumps(value, default=list))
-
-
-def data_fields(config) -> dict:
-  return {f: _plain(checkpoint.config_field(config, f)) for f in DATA_FIELDS}
+FORMAT_VERSION = io.BUNDLE_FORMAT
+DATA_FIELDS = io.BUNDLE_FIELDS
+SIDES = io.SIDES
+SPLITS_FILE = io.SPLITS_FILE
+TARGET_SUBSET_FILE = io.TARGET_SUBSET_FILE
+data_fields = io.bundle_fields
+examples_digest = io.examples_digest
 
 
 def tasks_per_step(config) -> int:
@@ -78,40 +62,7 @@ def to_input(raw: np.ndarray, *, modality: str, input_shape, chunk: int = 512) -
   h, w, _ = input_shape
   resize = jax.jit(lambda v: jax.image.resize(v, (v.shape[0], h, w, v.shape[-1]), 'linear',
                                               antialias=True))
-  return images_to_input(x, input_shape, lambda part: np.asarray(resize(part)), chunk)
-
-
-def images_to_input(x: np.ndarray, input_shape, resize, chunk: int) -> np.ndarray:
-  """Images `[n, h, w, 1|3]` -> float32 `[n, *input_shape]` in [0, 1], `chunk` at a time.
-
-  Integers are scaled by 1/255; `resize(float32 [m, h, w, ch]) -> [m, H, W, ch]` is called where
-  the size differs (bilinear, antialiased: `tf.image.resize` in the data package, `jax.image`
-  here); channels are then tiled (1 -> 3) or averaged (3 -> 1).
-  """
-  h, w, c = (int(d) for d in input_shape)
-  scale = np.float32(1.0 / 255.0 if np.issubdtype(x.dtype, np.integer) else 1.0)
-  out = np.empty((x.shape[0], h, w, x.shape[-1]), np.float32)
-  for start in range(0, x.shape[0], chunk):
-    part = x[start:start + chunk].astype(np.float32) * scale
-    if part.shape[1:3] != (h, w):
-      part = resize(part)
-    out[start:start + chunk] = part
-  np.clip(out, 0.0, 1.0, out=out)
-  if out.shape[-1] == 1 and c == 3:
-    out = np.repeat(out, 3, axis=-1)
-  elif out.shape[-1] == 3 and c == 1:
-    out = out.mean(axis=-1, keepdims=True, dtype=np.float32)
-  return out
-
-
-def examples_digest(examples: dict) -> str:
-  """sha256 over the raw example arrays (names, dtypes, shapes and bytes), in name order."""
-  h = hashlib.sha256()
-  for name in sorted(examples):
-    a = np.ascontiguousarray(examples[name])
-    h.update(f'{name}:{a.dtype.str}:{a.shape}'.encode())
-    h.update(a.tobytes())
-  return h.hexdigest()
+  return io.images_to_input(x, input_shape, lambda part: np.asarray(resize(part)), chunk)
 
 
 def _write_json_once(workdir: str, name: str, content: dict, what: str) -> None:
@@ -124,7 +75,7 @@ def _write_json_once(workdir: str, name: str, content: dict, what: str) -> None:
                          f'different experiment.')
     return
   os.makedirs(workdir, exist_ok=True)
-  checkpoint.write_atomic(path, json.dumps(content, indent=1))
+  io.write_atomic(path, json.dumps(content, indent=1))
 
 
 class ExportedData:
@@ -171,7 +122,7 @@ class ExportedData:
       diffs.append(f'config.train.num_steps={int(config.train.num_steps)} (the bundle holds '
                    f'{self.steps} steps)')
     for split, field in (('test', 'eval.num_episodes'), ('val', 'train.val_episodes')):
-      need = int(checkpoint.config_field(config, field))
+      need = int(io.config_field(config, field))
       have = self.meta['episodes'].get(split, 0)
       if (split == 'test' or config.train.eval_every) and need > have:
         diffs.append(f'config.{field}={need} ({have} {split} episodes in the bundle)')
