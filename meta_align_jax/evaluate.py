@@ -1,8 +1,9 @@
 """Evaluation protocol: target few-shot accuracy on fixed episodes, and cross-modal retrieval.
 
 Evaluators are small objects in a registry keyed by name (`EVALUATORS`, `register`); each says
-when a config asks for it (`enabled`), and `evaluator_names` asks the registry. Each is built once from `(config, model, data, split=..., workdir=..., jit_cache=...)`, which loads its
-fixed data and compiles nothing yet, and is then called with parameters, returning named metrics.
+when a config asks for it (`enabled`), and `evaluator_names` asks the registry. Each is built
+once from `(config, model, data, split=..., workdir=..., jit_cache=...)`, which loads its fixed
+data and compiles nothing yet, and is then called with parameters, returning named metrics.
 Evaluators given the same `jit_cache` dict share their jitted functions, so meta-validation and
 meta-test episodes of one shape compile once (an unrolled evaluation step can take minutes to
 compile on CPU). Adding an evaluator is one class and its `@register(name, enabled=...)`; it
@@ -44,6 +45,7 @@ from meta_align_jax.models import registry
 RECALL_AT = (1, 5, 10)
 _EMBED_BATCH = 256      # examples per compiled embedding call (the last call is padded)
 _RANK_BLOCK = 1024      # queries scored at once on the host (memory: block x gallery floats)
+
 
 @dataclasses.dataclass(frozen=True)
 class Registered:

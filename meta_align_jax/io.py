@@ -1,4 +1,4 @@
-"""Files and formats shared by the data package and the training stack, with no dependency on either.
+"""Files and formats shared by the data package and the training stack, depending on neither.
 
 `meta_align_jax.data` (TensorFlow side) and the core, the feeds and the loop (no TensorFlow) both
 read and write these files; this module imports only the standard library and numpy, so either
@@ -33,7 +33,7 @@ TARGET_SUBSET_FILE = 'target_train_subset.json'  # labelled target data used in 
 
 
 def write_atomic(path: str, text: str) -> None:
-  """Writes `text` to `path` through a temporary file and a rename: readers never see half a file."""
+  """Writes `text` to `path` through a temporary file and a rename: no reader sees half a file."""
   tmp = f'{path}.tmp-{os.getpid()}'
   with open(tmp, 'w') as f:
     f.write(text)

@@ -1,7 +1,8 @@
 """Training inputs gathered on the device (`config.data.gather='device'`) == gathered by tf.data.
 
-The index pipeline plus `meta_align_jax.feeds.device_gather` must give the host pipeline's batches bit
-for bit, in every batch layout, and a training run must end with the same parameters either way.
+The index pipeline plus `meta_align_jax.feeds.device_gather` must give the host pipeline's batches
+bit for bit, in every batch layout, and a training run must end with the same parameters either
+way.
 """
 
 import itertools

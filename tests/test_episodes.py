@@ -16,7 +16,7 @@ from meta_align_jax import parallel
 from meta_align_jax.data import splits as splits_lib
 
 from episode_data import (SOURCE_SHAPE, TARGET_SHAPE, assert_trees_equal, draw_batches, index_of,
-                          make_config, make_modality, sources, tasks_of)  # noqa: F401  (sources: a fixture)
+                          make_config, make_modality, sources, tasks_of)  # noqa: F401  (fixture)
 
 
 # --- Splits -----------------------------------------------------------------------------------

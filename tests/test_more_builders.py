@@ -22,7 +22,8 @@ from meta_align_jax.data.builders import cmu_wilderness
 from meta_align_jax.data.builders import esc50
 from meta_align_jax.data.builders import yummly28k
 from meta_align_jax.data.tfsetup import tfds
-from builder_helpers import build, expected_log_mel, load, quiet_tfds, write_wav  # noqa: F401  (fixture)
+from builder_helpers import (build, expected_log_mel, load, quiet_tfds,  # noqa: F401  (fixture)
+                             write_wav)
 
 
 # --- ESC-50 --------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ from meta_align_jax.data.builders import omniglot
 from meta_align_jax.data.builders import sklearn_digits
 from meta_align_jax.data.builders import yummly28k  # noqa: F401  (registers its builder)
 from meta_align_jax.data.tfsetup import tfds
-from builder_helpers import build, expected_log_mel, load, quiet_tfds, write_wav  # noqa: F401  (fixture)
+from builder_helpers import (build, expected_log_mel, load, quiet_tfds,  # noqa: F401  (fixture)
+                             write_wav)
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1] / '..' / 'shared' / 'data'
 REAL_FSDD = SHARED_DATA / 'fsdd'

@@ -29,7 +29,7 @@ class Registry:
     self._entries: dict[str, Any] = {}
 
   def register(self, name: str, obj: Any = None) -> Callable[[Any], Any] | Any:
-    """`@register(name)` decorates the object to register; `register(name, obj)` adds it directly."""
+    """`@register(name)` decorates what to register; `register(name, obj)` adds it directly."""
     def add(obj):
       self._entries[name] = obj
       return obj
