@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from meta_align_jax import data, train
+from meta_align_jax import data, io, train
 from meta_align_jax.feeds import exported
 from meta_align_jax.data import convert
 from meta_align_jax.data import export as export_lib
@@ -114,10 +114,10 @@ def test_bundle_refuses_other_settings(bundle, tmp_path):
   # A workdir trained on another split is refused, and nothing in it is overwritten.
   workdir = tmp_path / 'run'
   workdir.mkdir()
-  (workdir / exported.SPLITS_FILE).write_text('{"train": ["x"]}')
+  (workdir / io.SPLITS_FILE).write_text('{"train": ["x"]}')
   with pytest.raises(ValueError, match=r'splits.json holds another class split'):
     bundle_data.make_splits(config, str(workdir))
-  assert (workdir / exported.SPLITS_FILE).read_text() == '{"train": ["x"]}'
+  assert (workdir / io.SPLITS_FILE).read_text() == '{"train": ["x"]}'
 
 
 def test_bundles_share_one_examples_file(tmp_path):
@@ -173,4 +173,4 @@ def test_train_and_evaluate_from_a_bundle_without_tensorflow(bundle, tmp_path):
   with open(os.path.join(workdir, train.METRICS_FILE)) as f:
     records = [json.loads(line) for line in f]
   assert [r['step'] for r in records if 'val/accuracy_mean' in r] == [2, 4]
-  assert os.path.exists(os.path.join(workdir, exported.TARGET_SUBSET_FILE))
+  assert os.path.exists(os.path.join(workdir, io.TARGET_SUBSET_FILE))

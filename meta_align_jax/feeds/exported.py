@@ -18,7 +18,8 @@ the two agree to float32 rounding (`tests/test_exported.py`).
 A bundle fixes everything the data depend on (seed, datasets, split, shots, noise, task and
 alignment shapes, evaluation episodes, tasks per step). A config that differs in any of these
 fields, or trains longer than the bundle's steps, is refused before anything compiles, naming the
-fields.
+fields. The bundle's format (version, fields, digest of the examples) is `meta_align_jax.io`'s,
+shared with the writer, `meta_align_jax.data.export`.
 """
 
 from __future__ import annotations
@@ -32,14 +33,6 @@ import numpy as np
 
 from meta_align_jax import io, parallel
 from meta_align_jax.feeds import device_gather
-
-FORMAT_VERSION = io.BUNDLE_FORMAT
-DATA_FIELDS = io.BUNDLE_FIELDS
-SIDES = io.SIDES
-SPLITS_FILE = io.SPLITS_FILE
-TARGET_SUBSET_FILE = io.TARGET_SUBSET_FILE
-data_fields = io.bundle_fields
-examples_digest = io.examples_digest
 
 
 def tasks_per_step(config) -> int:
@@ -91,9 +84,9 @@ class ExportedData:
     with np.load(path, allow_pickle=False) as f:
       self._arrays = {k: f[k] for k in f.files}
     self.meta = json.loads(str(self._arrays.pop('meta')))
-    if self.meta.get('format') != FORMAT_VERSION:
+    if self.meta.get('format') != io.BUNDLE_FORMAT:
       raise ValueError(f'{path} is a bundle of format {self.meta.get("format")}; this version reads '
-                       f'format {FORMAT_VERSION}. Export it again with launch/export_data.py.')
+                       f'format {io.BUNDLE_FORMAT}. Export it again with launch/export_data.py.')
     self.steps = int(self.meta['steps'])
     self._inputs = {}
     if self.meta.get('examples'):   # the raw examples live in a file shared by several bundles
@@ -103,7 +96,7 @@ class ExportedData:
                                 f'copy it next to the bundle (same relative path).')
       with np.load(examples, allow_pickle=False) as f:
         raw = {k: f[k] for k in f.files if k != 'meta'}
-      if examples_digest(raw) != self.meta['examples_sha256']:
+      if io.examples_digest(raw) != self.meta['examples_sha256']:
         raise ValueError(f'{examples} holds other examples than {path} was exported with; export '
                          f'both again.')
       self._arrays.update(raw)
@@ -112,9 +105,9 @@ class ExportedData:
 
   def check_config(self, config) -> None:
     """Raises ValueError naming every field in which `config` disagrees with the bundle."""
-    saved, mine = self.meta['data_fields'], data_fields(config)
+    saved, mine = self.meta['data_fields'], io.bundle_fields(config)
     diffs = [f'config.{k}={mine.get(k)!r} (bundle: {saved.get(k)!r})'
-             for k in DATA_FIELDS if mine.get(k) != saved.get(k)]
+             for k in io.BUNDLE_FIELDS if mine.get(k) != saved.get(k)]
     if tasks_per_step(config) != self.meta['tasks_per_step']:
       diffs.append(f'tasks per step = devices x config.task.tasks_per_device = '
                    f'{tasks_per_step(config)} (bundle: {self.meta["tasks_per_step"]})')
@@ -147,7 +140,7 @@ class ExportedData:
   def make_splits(self, config, workdir: str | None = None) -> dict[str, list[str]]:
     self.check_config(config)
     if workdir is not None and jax.process_index() == 0:
-      _write_json_once(workdir, SPLITS_FILE, self.meta['splits_record'], 'class split')
+      _write_json_once(workdir, io.SPLITS_FILE, self.meta['splits_record'], 'class split')
     return {k: list(self.meta['splits_record'][k]) for k in ('train', 'val', 'test')}
 
   def make_train_iterator(self, config, *, start_step: int = 0,
@@ -156,7 +149,7 @@ class ExportedData:
     if int(start_step) != start_step or not 0 <= start_step <= self.steps:
       raise ValueError(f'start_step={start_step!r} is outside the bundle\'s {self.steps} steps.')
     if workdir is not None and jax.process_index() == 0:
-      _write_json_once(workdir, TARGET_SUBSET_FILE, self.meta['target_subset'],
+      _write_json_once(workdir, io.TARGET_SUBSET_FILE, self.meta['target_subset'],
                        'target training subset')
     devices = parallel.num_batch_devices(config)
     lead = ((devices,) if devices else ()) + (int(config.task.tasks_per_device),)
