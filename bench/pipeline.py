@@ -18,8 +18,8 @@ which is timed separately as `load_s`); `--data fake` injects random data of the
 
 `--gather host` (default) times batches of examples gathered by tf.data; `--gather index` times
 the index batches the host produces when the accelerator gathers (`config.data.gather='device'`,
-`meta_align_jax/device_gather.py`), the host's whole share of the work then; `--gather device`
-adds the gather on this machine's JAX device (on a CPU-only machine, the CPU).
+`meta_align_jax/feeds/device_gather.py`), the host's whole share of the work then;
+`--gather device` adds the gather on this machine's JAX device (on a CPU-only machine, the CPU).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import jax  # noqa: E402  pylint: disable=g-import-not-at-top
 from meta_align_jax import data  # noqa: E402  pylint: disable=g-import-not-at-top
 from meta_align_jax.data import episodes  # noqa: E402  pylint: disable=g-import-not-at-top
 from meta_align_jax import parallel  # noqa: E402  pylint: disable=g-import-not-at-top
+from meta_align_jax.feeds import pipeline  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 def load_config(path: str, overrides: list[str]):
@@ -110,10 +111,11 @@ def main(argv=None) -> dict:
 
   t0 = time.perf_counter()
   if args.gather == 'index':
-    it = episodes.train_dataset(config, sources=sources, index_only=True).as_numpy_iterator()
+    it = episodes.train_dataset(config, sources=sources, index_only=True,
+                                devices=parallel.num_batch_devices(config)).as_numpy_iterator()
   else:
     config.data.gather = args.gather
-    it = data.make_train_iterator(config, sources=sources)
+    it = pipeline.Pipeline(sources).make_train_iterator(config)
   first = next(it)
   first_batch_s = time.perf_counter() - t0
   for _ in range(args.warmup):
@@ -129,7 +131,7 @@ def main(argv=None) -> dict:
   tasks_per_batch = (devices or 1) * config.task.tasks_per_device
   # Bytes the host hands over per batch (device-gathered batches: those of the index batch).
   host_batch = (first if args.gather != 'device' else
-                episodes.train_dataset(config, sources=sources, index_only=True)
+                episodes.train_dataset(config, sources=sources, index_only=True, devices=devices)
                 .as_numpy_iterator().next())
   batch_bytes = int(sum(v.nbytes for v in _leaves(host_batch)))
   result = {

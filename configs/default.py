@@ -139,7 +139,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.align_noise = 0.0             # label-noise rate on alignment pairs
   c.data.noise_kind = 'symmetric'      # symmetric | pairflip
   c.data.prefetch = 2
-  # Where training inputs are gathered (meta_align_jax/device_gather.py): 'host' (tf.data),
+  # Where training inputs are gathered (meta_align_jax/feeds/): 'host' (tf.data),
   # 'device' (the host sends indices; the examples stay in device memory) or 'auto' (device on
   # an accelerator when source + target arrays take <= device_gather_max_gib GiB).
   c.data.gather = 'auto'

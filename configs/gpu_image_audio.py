@@ -5,7 +5,7 @@ synthetic concepts' 32x32 images upsampled to 84x84 (bilinear) for a ResNet-18 w
 bf16 compute, 16 tasks per step for 3,000 steps, meta-validation every 500. The target stays the
 log-mel CNN on 1 s sounds; evaluation: 600 5-way 1-shot audio episodes of held-out concepts.
 
-GPU machines without TensorFlow train from an exported bundle (meta_align_jax/exported.py):
+GPU machines without TensorFlow train from an exported bundle (meta_align_jax/feeds/exported.py):
 
   python launch/export_data.py --config configs/gpu_image_audio.py --out b.npz    # here
   python launch/run.py --config configs/gpu_image_audio.py --exported b.npz       # on the GPU

@@ -9,7 +9,7 @@ Each argument is TASK/METHOD of a sweep, or with --workdirs a comma list of work
 `launch/run.py` (each evaluated: eval_results.json and episode_accuracies.npy of its last
 evaluation; the seed comes from its config.json). The difference A - B is taken on the seeds
 both have, episode by episode (same seed and evaluation settings -> same meta-test episodes),
-with the statistics of `meta_align_jax.results` (mean over seeds, 95 % CI from the episode
+with the statistics of `meta_align_jax.lab.results` (mean over seeds, 95 % CI from the episode
 variance). The results table compares every method only to the best baseline of its task; this
 compares any two.
 """
@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from meta_align_jax import results  # noqa: E402
+from meta_align_jax.lab import results  # noqa: E402
 
 _ROOT = flags.DEFINE_string('root', 'runs/sweep', 'Directory of the sweep.')
 _SEEDS = flags.DEFINE_list('seeds', None, 'Only these seeds (default: all both groups have).')

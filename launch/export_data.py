@@ -7,7 +7,7 @@ r"""Exports a config's data to one bundle, for training where TensorFlow is not 
 
 Runs the real data pipeline (TFDS, tf.data) of the config here and writes the raw examples,
 the index batches of the first --steps training steps, the fixed evaluation episodes, the
-retrieval pairs, the split and the target subset (meta_align_jax/exported.py). A run with
+retrieval pairs, the split and the target subset (meta_align_jax/feeds/exported.py). A run with
 --exported reads only the bundle, with numpy and JAX.
 """
 
@@ -32,11 +32,12 @@ flags.mark_flags_as_required(['config', 'out'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  from meta_align_jax import parallel  # pylint: disable=g-import-not-at-top
   from meta_align_jax.data import export  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   steps = _STEPS.value or int(config.train.num_steps)
   meta = export.export_bundle(config, _OUT.value, steps=steps, examples_path=_EXAMPLES.value,
-                              log_every=500)
+                              log_every=500, devices=parallel.num_batch_devices(config))
   size = os.path.getsize(_OUT.value) / 2**20
   print(f'Wrote {_OUT.value}: {meta["steps"]} steps x {meta["tasks_per_step"]} tasks, '
         f'{meta["source"]["num_examples"]} source and {meta["target"]["num_examples"]} target '

@@ -4,7 +4,7 @@ r"""Command line entry point: parses flags and calls the library. The only file 
   python launch/run.py --config configs/test.py --workdir /tmp/run --config.train.num_steps=20
   python launch/run.py --workdir /tmp/run --mode eval --eval_checkpoint best
   python launch/run.py --config configs/gpu_image_audio.py --exported b.npz   # no TensorFlow:
-      # data from a bundle written by launch/export_data.py (meta_align_jax/exported.py)
+      # data from a bundle written by launch/export_data.py (meta_align_jax/feeds/exported.py)
 
 Rerunning a command on the same --workdir resumes from its latest checkpoint. --mode eval without
 --config evaluates with the config saved in the workdir. Exit status: 0 when done, 128 + signal
@@ -75,7 +75,7 @@ def main(argv):
   logging.info('Work directory: %s', os.path.abspath(workdir))
   data = None
   if _EXPORTED.value:
-    from meta_align_jax import exported  # pylint: disable=g-import-not-at-top
+    from meta_align_jax.feeds import exported  # pylint: disable=g-import-not-at-top
     data = exported.ExportedData(_EXPORTED.value)
   if _MODE.value == 'eval':
     run = train.RunResult(step=0, num_steps=0, eval_results=evaluate.evaluate(

@@ -10,7 +10,8 @@ Each run goes to ROOT/<task>/<method>/k<shots>_n<noise %>/seed<seed>/ (a normal 
 plus sweep_run.json and episode_accuracies.npy) and runs in its own process; finished runs
 (eval_results.json present) are skipped, so rerunning the command resumes a sweep. Afterwards
 ROOT/results.csv, ROOT/results.md and ROOT/plots/*.png are (re)written from every finished run
-under ROOT. Grids and methods: meta_align_jax/sweep.py (GRIDS, METHODS).
+under ROOT. Tasks, methods and grids: configs/sweeps/ (TASKS, METHODS, GRIDS); the runner:
+meta_align_jax/lab/sweep.py.
 """
 
 import os
@@ -20,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from meta_align_jax import results, sweep  # noqa: E402
+from meta_align_jax.lab import plots, results, sweep  # noqa: E402
 
 _GRID = flags.DEFINE_string('grid', None, f'Named grid: {sorted(sweep.GRIDS)}.')
 _ROOT = flags.DEFINE_string('root', 'runs/sweep', 'Directory of the sweep (one subdir per run).')
@@ -72,7 +73,7 @@ def main(argv):
   if _PLOTS.value:
     embed = ([os.path.join(root, e) for e in _EMBEDDINGS.value] if _EMBEDDINGS.value
              else _default_embedding_runs(root))
-    out = results.write_all(root, embeddings_for=embed)
+    out = plots.write_all(root, embeddings_for=embed)
     rows = out['rows']
     for p in out['plots']:
       print('wrote', p)

@@ -25,9 +25,10 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from meta_align_jax import train_step as train_step_lib
+from meta_align_jax.io import CONFIG_FILE, config_field, write_atomic  # noqa: F401  (re-exported)
+from meta_align_jax.io import tuples_from_json as _tuples
 from meta_align_jax.models import registry
 
-CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
 VAL_METRIC = 'val_accuracy'
 
@@ -53,23 +54,6 @@ class IncompatibleCheckpointError(ValueError):
 # --------------------------------------------------------------------------- config.json
 
 
-def _tuples(value):
-  """JSON turns tuples into lists; configs use tuples for every sequence field."""
-  if isinstance(value, dict):
-    return {k: _tuples(v) for k, v in value.items()}
-  if isinstance(value, list):
-    return tuple(_tuples(v) for v in value)
-  return value
-
-
-def write_atomic(path: str, text: str) -> None:
-  """Writes `text` to `path` through a temporary file and a rename: readers never see half a file."""
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 def write_config(workdir: str, config) -> None:
   """Saves `config` as WORKDIR/config.json (process 0 only; atomic)."""
   if jax.process_index() != 0:
@@ -85,16 +69,6 @@ def load_config(workdir: str) -> ml_collections.ConfigDict | None:
     return None
   with open(path) as f:
     return ml_collections.ConfigDict(_tuples(json.load(f)))
-
-
-def config_field(config, dotted: str):
-  """`config.<dotted>` (None when a group or field is missing); JSON lists as tuples."""
-  node = config
-  for part in dotted.split('.'):
-    if part not in node:
-      return None
-    node = node[part]
-  return _tuples(node) if isinstance(node, list) else node
 
 
 def _norm(value):

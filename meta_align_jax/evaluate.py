@@ -1,11 +1,13 @@
 """Evaluation protocol: target few-shot accuracy on fixed episodes, and cross-modal retrieval.
 
-Evaluators are small objects in a registry keyed by name (`EVALUATORS`, `register`). Each is
-built once from `(config, model, data, split=..., workdir=..., jit_cache=...)`, which loads its
-fixed data and compiles nothing yet, and is then called with parameters, returning named metrics.
+Evaluators are small objects in a registry keyed by name (`EVALUATORS`, `register`); each says
+when a config asks for it (`enabled`), and `evaluator_names` asks the registry. Each is built
+once from `(config, model, data, split=..., workdir=..., jit_cache=...)`, which loads its fixed
+data and compiles nothing yet, and is then called with parameters, returning named metrics.
 Evaluators given the same `jit_cache` dict share their jitted functions, so meta-validation and
 meta-test episodes of one shape compile once (an unrolled evaluation step can take minutes to
-compile on CPU). Adding an evaluator touches neither the training loop nor `evaluate`.
+compile on CPU). Adding an evaluator is one class and its `@register(name, enabled=...)`; it
+touches neither the training loop nor `evaluate`.
 
 - `few_shot`: target-modality N-way K-shot tasks on the held-out classes of a split, from the
   fixed episode list `data.make_eval_episodes`. Each episode is adapted on its support by
@@ -24,8 +26,8 @@ compile on CPU). Adding an evaluator touches neither the training loop nor `eval
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import importlib
 import json
 import os
 from typing import Any, Callable
@@ -34,40 +36,55 @@ import jax
 import numpy as np
 
 from meta_align_jax import checkpoint as checkpoint_lib
+from meta_align_jax import io
 from meta_align_jax import train_step as train_step_lib
+from meta_align_jax.feeds import pipeline
+from meta_align_jax.io import EPISODES_FILE, RESULTS_FILE  # (compared per episode: lab/results.py)
 from meta_align_jax.models import registry
 
-RESULTS_FILE = 'eval_results.json'
-# The accuracy of every fixed meta-test episode of the last `evaluate` (float32 [episodes]):
-# runs on the same seed share their episodes, so two methods can be compared episode by episode
-# (`meta_align_jax.results.paired_difference`, `launch/compare.py`).
-EPISODES_FILE = 'episode_accuracies.npy'
 RECALL_AT = (1, 5, 10)
 _EMBED_BATCH = 256      # examples per compiled embedding call (the last call is padded)
 _RANK_BLOCK = 1024      # queries scored at once on the host (memory: block x gallery floats)
 
-EVALUATORS: dict[str, Callable[..., Any]] = {}
+
+@dataclasses.dataclass(frozen=True)
+class Registered:
+  """An evaluator class and when a config asks for it."""
+  cls: Callable[..., Any]
+  enabled: Callable[[Any], bool]
 
 
-def register(name: str):
-  """Class decorator adding an evaluator to `EVALUATORS` under `name`."""
+EVALUATORS: dict[str, Registered] = {}
+
+
+def register(name: str, *, enabled: Callable[[Any], bool] = lambda config: True):
+  """Class decorator adding an evaluator to `EVALUATORS` under `name`.
+
+  `enabled(config)` says whether `config` asks for it (default: always); `evaluate` runs the
+  enabled ones, in registration order.
+  """
   def add(cls):
-    EVALUATORS[name] = cls
+    if name in EVALUATORS:
+      raise ValueError(f'An evaluator named {name!r} is already registered '
+                       f'({EVALUATORS[name].cls.__name__}).')
+    EVALUATORS[name] = Registered(cls, enabled)
     return cls
   return add
 
 
 def data_api(data=None):
-  """The data pipeline: `data` when given (tests, research code), else `meta_align_jax.data`.
+  """The data pipeline: `data` when given (tests, research code), else the data package's
+  pipeline with its feeds (`meta_align_jax.feeds.pipeline.Pipeline`).
 
   Anything with `make_train_iterator`, `make_eval_episodes`, `make_retrieval_set` (and optionally
   `make_splits`) of the data contract will do.
   """
-  return data if data is not None else importlib.import_module('meta_align_jax.data')
+  return data if data is not None else pipeline.Pipeline()
 
 
 def evaluator_names(config) -> tuple[str, ...]:
-  return ('few_shot',) + (('retrieval',) if config.eval.retrieval else ())
+  """The registered evaluators `config` asks for, in registration order."""
+  return tuple(name for name, e in EVALUATORS.items() if e.enabled(config))
 
 
 def make_evaluators(config, model, data, *, split: str, workdir: str | None = None,
@@ -78,7 +95,8 @@ def make_evaluators(config, model, data, *, split: str, workdir: str | None = No
   if unknown:
     raise ValueError(f'Unknown evaluator(s) {unknown}; known: {sorted(EVALUATORS)}.')
   jit_cache = {} if jit_cache is None else jit_cache
-  return {n: EVALUATORS[n](config, model, data, split=split, workdir=workdir, jit_cache=jit_cache)
+  return {n: EVALUATORS[n].cls(config, model, data, split=split, workdir=workdir,
+                               jit_cache=jit_cache)
           for n in names}
 
 
@@ -191,7 +209,7 @@ def _embed_all(embed, params, x: np.ndarray) -> np.ndarray:
   return np.concatenate([np.asarray(z)[:k] for z, k in outs])
 
 
-@register('retrieval')
+@register('retrieval', enabled=lambda config: bool(config.eval.retrieval))
 class RetrievalEvaluator:
   """Cross-modal retrieval R@1/5/10 and median rank on `split`'s classes, both directions."""
 
@@ -246,7 +264,7 @@ def write_results(workdir: str, results: dict) -> str:
   """Writes WORKDIR/eval_results.json (process 0 only; atomic) and returns its path."""
   path = os.path.join(workdir, RESULTS_FILE)
   if jax.process_index() == 0:
-    checkpoint_lib.write_atomic(path, json.dumps(results, indent=2) + '\n')
+    io.write_atomic(path, json.dumps(results, indent=2) + '\n')
   return path
 
 
@@ -296,7 +314,9 @@ def evaluate(config, workdir: str, *, checkpoint='best', data=None, evaluators=N
       'ways': e.ways, 'shots': e.shots, 'queries': e.queries, 'method': e.method,
   }
   results.update(run_evaluators(evaluators, state.params))
-  episodes = getattr(evaluators.get('few_shot'), 'last_episode_accuracies', None)
+  # Per-episode accuracies of the (first) evaluator that keeps them: few_shot's.
+  episodes = next((e.last_episode_accuracies for e in evaluators.values()
+                   if getattr(e, 'last_episode_accuracies', None) is not None), None)
   if episodes is not None and jax.process_index() == 0:
     write_episode_accuracies(workdir, episodes)   # before eval_results.json marks the run done
   write_results(workdir, results)

@@ -36,10 +36,9 @@ from meta_align_jax import checkpoint as checkpoint_lib
 from meta_align_jax import evaluate as evaluate_lib
 from meta_align_jax import parallel, validation
 from meta_align_jax import train_step as train_step_lib
+from meta_align_jax.io import METRICS_FILE
 from meta_align_jax.jsonl_writer import JsonlWriter
 from meta_align_jax.models import registry
-
-METRICS_FILE = 'metrics.jsonl'
 
 
 @dataclasses.dataclass

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from meta_align_jax import device_gather, losses, parallel
+from meta_align_jax import losses, parallel
+from meta_align_jax.feeds import gather_mode
 from meta_align_jax.meta import learners
 from meta_align_jax.models.conv import CONV_IMPLS
 
@@ -63,7 +64,7 @@ def check_config(config) -> None:
   if not isinstance(config.execution.get('inner_peel', True), bool):
     raise ValueError(f"config.execution.inner_peel={config.execution.inner_peel!r}: use True or "
                      'False.')
-  device_gather.check_config(config)
+  gather_mode.check_config(config)
 
 
 def check_target_train_classes(config, num_train: int) -> int:

@@ -1,7 +1,8 @@
 """Training inputs gathered on the device (`config.data.gather='device'`) == gathered by tf.data.
 
-The index pipeline plus `meta_align_jax.device_gather` must give the host pipeline's batches bit
-for bit, in every batch layout, and a training run must end with the same parameters either way.
+The index pipeline plus `meta_align_jax.feeds.device_gather` must give the host pipeline's batches
+bit for bit, in every batch layout, and a training run must end with the same parameters either
+way.
 """
 
 import itertools
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 from configs import default
-from meta_align_jax import data, device_gather, train, validation
+from meta_align_jax import data, train, validation
+from meta_align_jax.feeds import gather_mode, pipeline
 from tiny import override, tiny_config
 
 SOURCE_SHAPE, TARGET_SHAPE = (8, 8, 3), (6, 5)
@@ -42,7 +44,9 @@ def _config(**overrides):
 
 
 def _batches(config, sources, n, **kw):
-  return list(itertools.islice(data.make_train_iterator(config, sources=sources, **kw), n))
+  """The training loop's batches: the data package's pipeline fed as config.data.gather says."""
+  it = pipeline.Pipeline(sources).make_train_iterator(config, **kw)
+  return list(itertools.islice(it, n))
 
 
 @pytest.mark.parametrize('overrides', [
@@ -80,13 +84,13 @@ def test_index_batches_are_small(sources):
 def test_auto_resolution_and_errors():
   c = default.get_config()
   assert c.data.gather == 'auto'
-  assert device_gather.resolve(c, 2**30, backend='gpu') == 'device'
-  assert device_gather.resolve(c, 5 * 2**30, backend='gpu') == 'host'   # over the 4 GiB default
-  assert device_gather.resolve(c, 1, backend='cpu') == 'host'
+  assert gather_mode.resolve(c, 2**30, backend='gpu') == 'device'
+  assert gather_mode.resolve(c, 5 * 2**30, backend='gpu') == 'host'   # over the 4 GiB default
+  assert gather_mode.resolve(c, 1, backend='cpu') == 'host'
   c.data.device_gather_max_gib = 8
-  assert device_gather.resolve(c, 5 * 2**30, backend='tpu') == 'device'
+  assert gather_mode.resolve(c, 5 * 2**30, backend='tpu') == 'device'
   c.data.gather = 'device'
-  assert device_gather.resolve(c, 10 * 2**30, backend='cpu') == 'device'
+  assert gather_mode.resolve(c, 10 * 2**30, backend='cpu') == 'device'
   c.data.gather = 'gpu'
   with pytest.raises(ValueError, match=r"config.data.gather='gpu'"):
     validation.check_config(c)
@@ -95,25 +99,12 @@ def test_auto_resolution_and_errors():
     validation.check_config(c)
 
 
-class _InMemory:
-  """The data package over in-memory sources (what research code injects)."""
-
-  def __init__(self, sources):
-    self.sources = sources
-
-  def make_train_iterator(self, config, **kw):
-    return data.make_train_iterator(config, sources=self.sources, **kw)
-
-  def make_splits(self, config, workdir=None):
-    return data.make_splits(config, workdir, sources=self.sources)
-
-
 def test_training_run_same_with_device_gather(sources, tmp_path):
   params = {}
   for mode in ('host', 'device'):
     config = _config(**{'data.gather': mode, 'train.num_steps': 3, 'train.eval_every': 0,
                         'train.checkpoint_every': 3, 'train.log_every': 1})
     workdir = str(tmp_path / mode)
-    assert train.train(config, workdir, data=_InMemory(sources)).finished
+    assert train.train(config, workdir, data=pipeline.Pipeline(sources)).finished
     params[mode] = train.checkpoint_lib.restore(workdir)[2].params
   jax.tree.map(np.testing.assert_array_equal, params['host'], params['device'])

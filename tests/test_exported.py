@@ -14,7 +14,8 @@ import jax
 import numpy as np
 import pytest
 
-from meta_align_jax import data, exported, train
+from meta_align_jax import data, io, train
+from meta_align_jax.feeds import exported
 from meta_align_jax.data import convert
 from meta_align_jax.data import export as export_lib
 from tiny import override, tiny_config
@@ -113,10 +114,10 @@ def test_bundle_refuses_other_settings(bundle, tmp_path):
   # A workdir trained on another split is refused, and nothing in it is overwritten.
   workdir = tmp_path / 'run'
   workdir.mkdir()
-  (workdir / exported.SPLITS_FILE).write_text('{"train": ["x"]}')
+  (workdir / io.SPLITS_FILE).write_text('{"train": ["x"]}')
   with pytest.raises(ValueError, match=r'splits.json holds another class split'):
     bundle_data.make_splits(config, str(workdir))
-  assert (workdir / exported.SPLITS_FILE).read_text() == '{"train": ["x"]}'
+  assert (workdir / io.SPLITS_FILE).read_text() == '{"train": ["x"]}'
 
 
 def test_bundles_share_one_examples_file(tmp_path):
@@ -154,7 +155,8 @@ def test_train_and_evaluate_from_a_bundle_without_tensorflow(bundle, tmp_path):
       import json, sys
       for name in ('tensorflow', 'tensorflow_datasets', 'librosa'):   # as if not installed:
         sys.modules[name] = None   # import raises ImportError, importlib.util.find_spec -> None
-      from meta_align_jax import exported, train
+      from meta_align_jax import train
+      from meta_align_jax.feeds import exported
       from tests.tiny import override, tiny_config
       config = override(tiny_config(**{BASE!r}), **{BUNDLE!r}, **{{'train.eval_every': 2}})
       run = train.train_and_evaluate(config, {workdir!r}, data=exported.ExportedData({path!r}))
@@ -171,4 +173,4 @@ def test_train_and_evaluate_from_a_bundle_without_tensorflow(bundle, tmp_path):
   with open(os.path.join(workdir, train.METRICS_FILE)) as f:
     records = [json.loads(line) for line in f]
   assert [r['step'] for r in records if 'val/accuracy_mean' in r] == [2, 4]
-  assert os.path.exists(os.path.join(workdir, exported.TARGET_SUBSET_FILE))
+  assert os.path.exists(os.path.join(workdir, io.TARGET_SUBSET_FILE))

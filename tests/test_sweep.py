@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from meta_align_jax import results, sweep
+from meta_align_jax.lab import results, sweep
 
 
 def _fake_run(root, task, method, seed, acc, *, shots=1, noise=0.0, with_episodes=True):
@@ -28,8 +28,10 @@ def _fake_run(root, task, method, seed, acc, *, shots=1, noise=0.0, with_episode
 
 
 def test_sweep_tables_read_the_file_evaluate_writes():
-  from meta_align_jax import evaluate
-  assert sweep.EPISODES_FILE == results.EPISODES_FILE == evaluate.EPISODES_FILE
+  from meta_align_jax import evaluate, io
+  assert sweep.EPISODES_FILE == results.EPISODES_FILE == evaluate.EPISODES_FILE == io.EPISODES_FILE
+  assert sweep.RESULTS_FILE == results.RESULTS_FILE == evaluate.RESULTS_FILE == io.RESULTS_FILE
+  assert sweep.RUN_FILE == results.RUN_FILE
 
 
 def test_seed_stats_formula():

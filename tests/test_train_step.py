@@ -253,7 +253,8 @@ def test_core_imports_no_tensorflow_tfds_or_librosa():
       import sys, jax
       import meta_align_jax
       from meta_align_jax import build_model, init_train_state, make_train_step, random_batch
-      from meta_align_jax import device_gather, evaluate, exported  # (train: tests/test_exported.py)
+      from meta_align_jax import evaluate  # (train: tests/test_exported.py)
+      from meta_align_jax.feeds import device_gather, exported, pipeline
       from tests.tiny import tiny_config
       c = tiny_config()
       m = build_model(c)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import jax
 
-from meta_align_jax import parallel
-from meta_align_jax.validation import check_target_train_classes  # noqa: F401  (re-exported)
 from meta_align_jax.data import noise
 from meta_align_jax.data.sampling import ClassTable
 
@@ -26,31 +24,67 @@ def _positive(config, field: str) -> int:
   return int(value)
 
 
-def batch_layout(config) -> tuple[int | None, int]:
-  """(D, T): the batch's device axis (None: no device axis) and tasks per device, checked."""
+def batch_layout(config, devices: int | None) -> tuple[int | None, int]:
+  """(D, T): the batch's device axis (`devices`, None: none) and tasks per device, checked.
+
+  `devices` is the execution's (`parallel.num_batch_devices(config)`), handed in by the caller:
+  the data package does not resolve `config.execution`.
+  """
   tasks = _positive(config, 'task.tasks_per_device')
-  devices = parallel.num_batch_devices(config)
   if devices is None and jax.process_count() > 1:
     raise ValueError(
-        f'{jax.process_count()} processes but config.execution.parallel='
-        f'{config.execution.parallel!r} resolves to a single-device step: each host feeds its '
-        f'{jax.local_device_count()} local devices a [devices, tasks_per_device, ...] batch, so '
-        f"multi-host training needs config.execution.parallel='pmap' (or 'auto').")
+        f'{jax.process_count()} processes but the batch has no device axis (config.execution.'
+        f'parallel={config.execution.parallel!r} resolves to a single-device step): each host '
+        f'feeds its {jax.local_device_count()} local devices a [devices, tasks_per_device, ...] '
+        f"batch, so multi-host training needs config.execution.parallel='pmap' (or 'auto').")
   if devices is not None and devices != jax.local_device_count():
     raise ValueError(f'The batch device axis ({devices}) must equal the number of local devices '
                      f'({jax.local_device_count()}).')
   return devices, tasks
 
 
+def check_target_train_classes(config, num_train: int) -> int:
+  """How many meta-train classes have labelled target data; raises on a value that cannot work.
+
+  `config.data.target_train_classes` (0 = all `num_train`) must not exceed the meta-train classes
+  and must leave enough classes for the target's training uses: N-way target tasks (when
+  'target' is in config.task.meta_on) and alignment batches of config.align.ways classes (when
+  alignment draws from the meta-train classes only). (The training loop runs the same check,
+  `validation.check_target_train_classes`, before anything compiles.)
+  """
+  value = config.data.get('target_train_classes', 0)
+  if isinstance(value, bool) or int(value) != value or value < 0:
+    raise ValueError(f'config.data.target_train_classes={value!r} must be an integer >= 0 '
+                     f'(0: every meta-train class has labelled target data).')
+  value = int(value)
+  if value == 0:
+    return num_train
+  if value > num_train:
+    raise ValueError(f'config.data.target_train_classes={value} exceeds the {num_train} '
+                     f'meta-train classes (config.data.split_fractions='
+                     f'{tuple(config.data.split_fractions)}); use 0 for all of them.')
+  needs = []
+  if 'target' in tuple(config.task.meta_on):
+    needs.append(('config.task.ways', config.task.ways, 'target training tasks'))
+  if config.align.enabled and config.align.classes == 'train':
+    needs.append(('config.align.ways', config.align.ways, 'alignment batches'))
+  for field, ways, what in needs:
+    if value < ways:
+      raise ValueError(f'config.data.target_train_classes={value} is smaller than {field}={ways}: '
+                       f'{what} draw {ways} distinct classes from the labelled target classes. '
+                       f'Raise it (0 = all meta-train classes) or lower {field}.')
+  return value
+
+
 def check_train_config(config) -> None:
   """Config-only checks for the training iterator."""
-  for field in ('task.ways', 'task.shots', 'task.queries', 'data.target_train_shots'):
+  for field in ('task.ways', 'task.shots', 'task.queries', 'task.tasks_per_device',
+                'data.target_train_shots'):
     _positive(config, field)
   classes = config.data.get('target_train_classes', 0)
   if isinstance(classes, bool) or int(classes) != classes or classes < 0:
     raise ValueError(f'config.data.target_train_classes={classes!r} must be an integer >= 0 '
                      f'(0: every meta-train class has labelled target data).')
-  batch_layout(config)
   noise.check(config)
   meta_on = tuple(config.task.meta_on)
   if not meta_on or any(m not in META_ON for m in meta_on):

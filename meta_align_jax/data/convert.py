@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from meta_align_jax import exported
+from meta_align_jax import io
 from meta_align_jax.data.tfsetup import tf
 
 MODALITIES = ('image', 'audio', 'speech', 'text')
@@ -70,4 +70,4 @@ def _image(x: np.ndarray, input_shape: tuple[int, ...], side: str, what: str) ->
     raise _shape_error(side, input_shape, what, x.shape[1:], ' (channels must be 1 or 3)')
   def resize(chunk):
     return tf.image.resize(chunk, (h, w), method='bilinear', antialias=True).numpy()
-  return exported.images_to_input(x, input_shape, resize, _RESIZE_CHUNK)
+  return io.images_to_input(x, input_shape, resize, _RESIZE_CHUNK)

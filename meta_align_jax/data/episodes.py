@@ -11,7 +11,7 @@ came before it: an iterator started at step s yields exactly what an iterator st
 at step s, so resuming from a checkpoint is exact. Each host draws different tasks (the task index
 is offset by `jax.process_index()`), which is the per-host shard of the global task stream.
 
-Batch layout (D: devices, omitted when `parallel.num_batch_devices(config)` is None; T:
+Batch layout (D: `devices`, the execution's device axis, omitted when None; T:
 `config.task.tasks_per_device`; N, K, Q: `config.task.{ways,shots,queries}`; P: `config.align.pairs`):
   source.support.{x [D,T,N*K,*source.input_shape], y [D,T,N*K], label [D,T,N*K]}
   source.query.{x [D,T,N*Q,...], y, label}              (when 'source' in config.task.meta_on)
@@ -35,7 +35,7 @@ from typing import Iterator
 import jax
 import numpy as np
 
-from meta_align_jax import checkpoint, device_gather
+from meta_align_jax import io
 from meta_align_jax.data import checks
 from meta_align_jax.data import sampling
 from meta_align_jax.data import splits as splits_lib
@@ -44,7 +44,7 @@ from meta_align_jax.data.loading import ModalityData, Sources, load_sources
 from meta_align_jax.data.sampling import ClassTable
 from meta_align_jax.data.tfsetup import configure, tf
 
-TARGET_SUBSET_FILE = 'target_train_subset.json'
+TARGET_SUBSET_FILE = io.TARGET_SUBSET_FILE
 
 
 def class_groups(data: ModalityData, names: list[str]) -> list[np.ndarray]:
@@ -189,8 +189,8 @@ def _save_target_subset(pools: TrainPools, target: ModalityData, workdir: str,
           f'({len(saved["target_train_classes"])} saved, {len(classes)} selected by '
           f'config.data.target_train_classes={num_classes} and config.seed={config_seed}). Use a '
           f'fresh workdir for a different experiment.')
-  checkpoint.write_atomic(path, json.dumps({'target_train_classes': classes,
-                                            'example_ids': record}, indent=1))
+  io.write_atomic(path, json.dumps({'target_train_classes': classes,
+                                    'example_ids': record}, indent=1))
 
 
 def _expected_shapes(config, devices: int | None, tasks_per_device: int,
@@ -219,16 +219,12 @@ def _expected_shapes(config, devices: int | None, tasks_per_device: int,
 
 
 def train_dataset(config, *, start_step: int = 0, workdir: str | None = None,
-                  sources: Sources | None = None, index_only: bool = False) -> tf.data.Dataset:
-  """The endless tf.data pipeline behind `make_train_iterator` (same arguments).
-
-  With `index_only`, every input is replaced by its index into `sources.<side>.x` (the batches
-  `meta_align_jax.device_gather` gathers on the device): `idx` for few-shot tasks,
-  `source_idx` / `target_idx` for alignment pairs.
-  """
+                  sources: Sources | None = None, devices: int | None = None,
+                  index_only: bool = False) -> tf.data.Dataset:
+  """The endless tf.data pipeline behind `make_train_iterator` (same arguments)."""
   configure()
   checks.check_train_config(config)
-  devices, per_device = checks.batch_layout(config)
+  devices, per_device = checks.batch_layout(config, devices)
   if int(start_step) != start_step or start_step < 0:
     raise ValueError(f'start_step={start_step!r} must be a non-negative integer.')
   sources = sources if sources is not None else load_sources(config)
@@ -305,7 +301,8 @@ def train_dataset(config, *, start_step: int = 0, workdir: str | None = None,
 
 
 def make_train_iterator(config, *, start_step: int = 0, workdir: str | None = None,
-                        sources: Sources | None = None) -> Iterator[dict]:
+                        sources: Sources | None = None, devices: int | None = None,
+                        index_only: bool = False) -> Iterator[dict]:
   """Endless iterator of training batches (nested dicts of numpy arrays), one per step.
 
   Args:
@@ -316,22 +313,18 @@ def make_train_iterator(config, *, start_step: int = 0, workdir: str | None = No
       process 0).
     sources: the loaded source/target modalities; `load_sources(config)` when None (tests and
       research code inject their own `Sources` here).
+    devices: the size of the batch's leading device axis, as the execution resolves it
+      (`parallel.num_batch_devices`); None: no device axis.
+    index_only: yield index batches: every input replaced by its index into `sources.<side>.x`
+      (`idx` for few-shot tasks, `source_idx` / `target_idx` for alignment pairs), which
+      `meta_align_jax.feeds.device_gather` gathers on the device.
 
-  Where the examples are gathered follows `config.data.gather` (`meta_align_jax.device_gather`):
-  on the host, batches are numpy arrays; on the device, the pipeline yields indices and the
-  batches are device arrays gathered from copies of `sources` held in device memory (the same
-  values).
+  The examples are gathered here, on the host. `config.data.gather` is the feed's choice:
+  `meta_align_jax.feeds.pipeline.Pipeline` (what `train.train` uses) asks this function for
+  host or index batches accordingly.
 
   Raises:
     ValueError: a config field the data cannot satisfy (named in the message), or missing data.
   """
-  device_gather.check_config(config)
-  sources = sources if sources is not None else load_sources(config)
-  mode = device_gather.resolve(config, sources.source.x.nbytes + sources.target.x.nbytes)
-  ds = train_dataset(config, start_step=start_step, workdir=workdir, sources=sources,
-                     index_only=mode == 'device')
-  if mode == 'host':
-    return ds.as_numpy_iterator()
-  gather = device_gather.DeviceGather(sources.source.x, sources.target.x,
-                                      pmap=checks.batch_layout(config)[0] is not None)
-  return gather.iterate(ds.as_numpy_iterator())
+  return train_dataset(config, start_step=start_step, workdir=workdir, sources=sources,
+                       devices=devices, index_only=index_only).as_numpy_iterator()

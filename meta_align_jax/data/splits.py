@@ -17,11 +17,11 @@ import zlib
 
 import numpy as np
 
-from meta_align_jax import checkpoint
+from meta_align_jax import io
 from meta_align_jax.data.loading import ModalityData, Sources
 
 SPLITS = ('train', 'val', 'test')
-SPLITS_FILE = 'splits.json'
+SPLITS_FILE = io.SPLITS_FILE
 # Independent random streams derived from config.seed, one per use.
 STREAM_SPLITS = 0x5B17
 STREAM_TARGET_SUBSET = 0x7A56
@@ -107,7 +107,7 @@ def _save(splits: dict[str, list[str]], config, workdir: str) -> None:
           f'Use a fresh workdir for a different experiment.')
     return
   os.makedirs(workdir, exist_ok=True)
-  checkpoint.write_atomic(path, json.dumps(record, indent=1))
+  io.write_atomic(path, json.dumps(record, indent=1))
 
 
 def load_splits(workdir: str) -> dict[str, list[str]]:
@@ -143,7 +143,7 @@ def target_train_classes(train: list[str], num: int, seed: int) -> list[str]:
 
   Otherwise `num` classes: the first `num` of a permutation of sorted `train` seeded by `seed`
   (a stream of its own), returned sorted. For one seed and split, the classes of a smaller `num`
-  are among those of a larger one. `num` is validated by `validation.check_target_train_classes`.
+  are among those of a larger one. `num` is validated by `checks.check_target_train_classes`.
   """
   names = sorted(train)
   if not num:

@@ -132,6 +132,7 @@ _CIFAR_CITATION = """\
 }"""
 
 
+@registry.register('cifar10')
 class Cifar10FromCatalog(_FromCatalog):
   """CIFAR-10 from the TFDS catalog: 'image' uint8 `[32, 32, 3]`, 10 classes."""
 
@@ -165,6 +166,7 @@ class Cifar10FromCatalog(_FromCatalog):
     return {'image': example['image'], 'label': int(example['label'])}
 
 
+@registry.register('cifar100')
 class Cifar100FromCatalog(Cifar10FromCatalog):
   """CIFAR-100 from the TFDS catalog: 'image' uint8 `[32, 32, 3]`, 100 fine classes."""
 
@@ -194,6 +196,7 @@ class Cifar100FromCatalog(Cifar10FromCatalog):
     return {'image': example['image'], 'label': int(example['label']), 'superclass': coarse}
 
 
+@registry.register('speech_commands')
 class SpeechCommandsFromCatalog(_FromCatalog):
   """Speech Commands v0.02 keywords from the TFDS catalog: 'speech' log-mel `[32, 40]`."""
 
@@ -252,8 +255,3 @@ class SpeechCommandsFromCatalog(_FromCatalog):
                                    n_mels=N_MELS),
         'label': KEYWORDS.index(word),
     }
-
-
-registry.register('cifar10', Cifar10FromCatalog)
-registry.register('cifar100', Cifar100FromCatalog)
-registry.register('speech_commands', SpeechCommandsFromCatalog)

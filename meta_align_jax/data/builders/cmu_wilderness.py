@@ -125,6 +125,7 @@ def list_utterances(root: pathlib.Path, max_per_language: int | None) -> list[Ut
   return out
 
 
+@registry.register('cmu_wilderness')
 class CmuWilderness(tfds.core.GeneratorBasedBuilder):
   """Read speech by language: 'speech' log-mel `[64, 40]` + 'text' int32 `[64]` per utterance."""
 
@@ -191,6 +192,3 @@ class CmuWilderness(tfds.core.GeneratorBasedBuilder):
           'example_id': example_id,
           'utterance': u.utt_id,
       }
-
-
-registry.register('cmu_wilderness', CmuWilderness)

@@ -69,6 +69,7 @@ def _missing(root: pathlib.Path) -> list[str]:
   return [f'audio/{name} (listed in meta/esc50.csv)' for name in listed if name not in present]
 
 
+@registry.register('esc50')
 class Esc50(tfds.core.GeneratorBasedBuilder):
   """ESC-50: 'audio' log-mel `[160, 40]` of 5 s clips, 50 sound categories."""
 
@@ -126,6 +127,3 @@ class Esc50(tfds.core.GeneratorBasedBuilder):
           'fold': int(row['fold']),
           'esc10': row['esc10'].strip().lower() == 'true',
       }
-
-
-registry.register('esc50', Esc50)

@@ -90,6 +90,7 @@ def decode(png: bytes) -> np.ndarray:
   return _common.fit_image(image, (SIZE, SIZE), 'L')
 
 
+@registry.register('omniglot')
 class Omniglot28(tfds.core.GeneratorBasedBuilder):
   """Omniglot characters: 'image' uint8 `[28, 28, 1]`, label '<Alphabet>/characterNN'."""
 
@@ -152,6 +153,3 @@ class Omniglot28(tfds.core.GeneratorBasedBuilder):
     finally:
       for zf in archives.values():
         zf.close()
-
-
-registry.register('omniglot', Omniglot28)

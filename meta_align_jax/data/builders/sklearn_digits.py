@@ -17,6 +17,7 @@ from meta_align_jax.data.tfsetup import tfds
 _MAX_INTENSITY = 16  # load_digits counts set pixels of a 4x4 block of the 32x32 bitmap: 0..16
 
 
+@registry.register('sklearn_digits')
 class SklearnDigits(tfds.core.GeneratorBasedBuilder):
   """scikit-learn `load_digits`: 'image' uint8 `[8, 8, 1]`, digit-word labels."""
 
@@ -67,6 +68,3 @@ class SklearnDigits(tfds.core.GeneratorBasedBuilder):
     pixels = np.rint(images * (255.0 / _MAX_INTENSITY)).clip(0, 255).astype(np.uint8)
     for i, (image, target) in enumerate(zip(pixels, targets)):
       yield i, {'image': image[..., None], 'label': int(target), 'example_id': i}
-
-
-registry.register('sklearn_digits', SklearnDigits)

@@ -106,6 +106,7 @@ def read_recipes(root: pathlib.Path, attribute: str) -> list[Recipe]:
   return recipes
 
 
+@registry.register('yummly28k')
 class Yummly28k(tfds.core.GeneratorBasedBuilder):
   """Yummly-28K: 'text' int32 `[64]` + 'image' uint8 `[64, 64, 3]` per recipe."""
 
@@ -177,6 +178,3 @@ class Yummly28k(tfds.core.GeneratorBasedBuilder):
           'example_id': r.number,
           'name': r.name,
       }
-
-
-registry.register('yummly28k', Yummly28k)

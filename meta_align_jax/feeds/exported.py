@@ -11,19 +11,19 @@ target training subset. `ExportedData(path)` serves them through the data API th
   python launch/run.py --config configs/gpu_image_audio.py --exported b.npz --workdir runs/x
 
 The batches are the pipeline's own: the same tasks, labels and noise, gathered on the device
-(`meta_align_jax.device_gather`). Inputs are converted to `config.<side>.input_shape` here, with
+(`meta_align_jax.feeds.device_gather`). Inputs are converted to `config.<side>.input_shape` here, with
 `jax.image.resize` (bilinear, antialiased) where the TensorFlow pipeline uses `tf.image.resize`;
 the two agree to float32 rounding (`tests/test_exported.py`).
 
 A bundle fixes everything the data depend on (seed, datasets, split, shots, noise, task and
 alignment shapes, evaluation episodes, tasks per step). A config that differs in any of these
 fields, or trains longer than the bundle's steps, is refused before anything compiles, naming the
-fields.
+fields. The bundle's format (version, fields, digest of the examples) is `meta_align_jax.io`'s,
+shared with the writer, `meta_align_jax.data.export`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Iterator
@@ -31,31 +31,8 @@ from typing import Iterator
 import jax
 import numpy as np
 
-from meta_align_jax import checkpoint, device_gather, parallel
-
-FORMAT_VERSION = 1
-SPLITS_FILE = 'splits.json'
-TARGET_SUBSET_FILE = 'target_train_subset.json'
-SIDES = ('source', 'target')
-
-# Config fields the exported data depend on: a run must agree with the bundle on all of them.
-DATA_FIELDS = (
-    'seed', 'data.source_dataset', 'data.source_feature', 'data.target_dataset',
-    'data.target_feature', 'data.split_fractions', 'data.target_train_shots',
-    'data.target_train_classes', 'data.target_noise', 'data.align_noise', 'data.noise_kind',
-    'task.ways', 'task.shots', 'task.queries', 'task.meta_on', 'align.enabled', 'align.kind',
-    'align.pairs', 'align.ways', 'align.classes', 'source.modality', 'source.input_shape',
-    'target.modality', 'target.input_shape', 'eval.ways', 'eval.shots', 'eval.queries',
-)
-
-
-def _plain(value):
-  """JSON-comparable form of a config value (tuples -> lists)."""
-  return json.loads(json.dumps(value, default=list))
-
-
-def data_fields(config) -> dict:
-  return {f: _plain(checkpoint.config_field(config, f)) for f in DATA_FIELDS}
+from meta_align_jax import io, parallel
+from meta_align_jax.feeds import device_gather
 
 
 def tasks_per_step(config) -> int:
@@ -78,40 +55,7 @@ def to_input(raw: np.ndarray, *, modality: str, input_shape, chunk: int = 512) -
   h, w, _ = input_shape
   resize = jax.jit(lambda v: jax.image.resize(v, (v.shape[0], h, w, v.shape[-1]), 'linear',
                                               antialias=True))
-  return images_to_input(x, input_shape, lambda part: np.asarray(resize(part)), chunk)
-
-
-def images_to_input(x: np.ndarray, input_shape, resize, chunk: int) -> np.ndarray:
-  """Images `[n, h, w, 1|3]` -> float32 `[n, *input_shape]` in [0, 1], `chunk` at a time.
-
-  Integers are scaled by 1/255; `resize(float32 [m, h, w, ch]) -> [m, H, W, ch]` is called where
-  the size differs (bilinear, antialiased: `tf.image.resize` in the data package, `jax.image`
-  here); channels are then tiled (1 -> 3) or averaged (3 -> 1).
-  """
-  h, w, c = (int(d) for d in input_shape)
-  scale = np.float32(1.0 / 255.0 if np.issubdtype(x.dtype, np.integer) else 1.0)
-  out = np.empty((x.shape[0], h, w, x.shape[-1]), np.float32)
-  for start in range(0, x.shape[0], chunk):
-    part = x[start:start + chunk].astype(np.float32) * scale
-    if part.shape[1:3] != (h, w):
-      part = resize(part)
-    out[start:start + chunk] = part
-  np.clip(out, 0.0, 1.0, out=out)
-  if out.shape[-1] == 1 and c == 3:
-    out = np.repeat(out, 3, axis=-1)
-  elif out.shape[-1] == 3 and c == 1:
-    out = out.mean(axis=-1, keepdims=True, dtype=np.float32)
-  return out
-
-
-def examples_digest(examples: dict) -> str:
-  """sha256 over the raw example arrays (names, dtypes, shapes and bytes), in name order."""
-  h = hashlib.sha256()
-  for name in sorted(examples):
-    a = np.ascontiguousarray(examples[name])
-    h.update(f'{name}:{a.dtype.str}:{a.shape}'.encode())
-    h.update(a.tobytes())
-  return h.hexdigest()
+  return io.images_to_input(x, input_shape, lambda part: np.asarray(resize(part)), chunk)
 
 
 def _write_json_once(workdir: str, name: str, content: dict, what: str) -> None:
@@ -124,7 +68,7 @@ def _write_json_once(workdir: str, name: str, content: dict, what: str) -> None:
                          f'different experiment.')
     return
   os.makedirs(workdir, exist_ok=True)
-  checkpoint.write_atomic(path, json.dumps(content, indent=1))
+  io.write_atomic(path, json.dumps(content, indent=1))
 
 
 class ExportedData:
@@ -140,9 +84,9 @@ class ExportedData:
     with np.load(path, allow_pickle=False) as f:
       self._arrays = {k: f[k] for k in f.files}
     self.meta = json.loads(str(self._arrays.pop('meta')))
-    if self.meta.get('format') != FORMAT_VERSION:
+    if self.meta.get('format') != io.BUNDLE_FORMAT:
       raise ValueError(f'{path} is a bundle of format {self.meta.get("format")}; this version reads '
-                       f'format {FORMAT_VERSION}. Export it again with launch/export_data.py.')
+                       f'format {io.BUNDLE_FORMAT}. Export it again with launch/export_data.py.')
     self.steps = int(self.meta['steps'])
     self._inputs = {}
     if self.meta.get('examples'):   # the raw examples live in a file shared by several bundles
@@ -152,7 +96,7 @@ class ExportedData:
                                 f'copy it next to the bundle (same relative path).')
       with np.load(examples, allow_pickle=False) as f:
         raw = {k: f[k] for k in f.files if k != 'meta'}
-      if examples_digest(raw) != self.meta['examples_sha256']:
+      if io.examples_digest(raw) != self.meta['examples_sha256']:
         raise ValueError(f'{examples} holds other examples than {path} was exported with; export '
                          f'both again.')
       self._arrays.update(raw)
@@ -161,9 +105,9 @@ class ExportedData:
 
   def check_config(self, config) -> None:
     """Raises ValueError naming every field in which `config` disagrees with the bundle."""
-    saved, mine = self.meta['data_fields'], data_fields(config)
+    saved, mine = self.meta['data_fields'], io.bundle_fields(config)
     diffs = [f'config.{k}={mine.get(k)!r} (bundle: {saved.get(k)!r})'
-             for k in DATA_FIELDS if mine.get(k) != saved.get(k)]
+             for k in io.BUNDLE_FIELDS if mine.get(k) != saved.get(k)]
     if tasks_per_step(config) != self.meta['tasks_per_step']:
       diffs.append(f'tasks per step = devices x config.task.tasks_per_device = '
                    f'{tasks_per_step(config)} (bundle: {self.meta["tasks_per_step"]})')
@@ -171,7 +115,7 @@ class ExportedData:
       diffs.append(f'config.train.num_steps={int(config.train.num_steps)} (the bundle holds '
                    f'{self.steps} steps)')
     for split, field in (('test', 'eval.num_episodes'), ('val', 'train.val_episodes')):
-      need = int(checkpoint.config_field(config, field))
+      need = int(io.config_field(config, field))
       have = self.meta['episodes'].get(split, 0)
       if (split == 'test' or config.train.eval_every) and need > have:
         diffs.append(f'config.{field}={need} ({have} {split} episodes in the bundle)')
@@ -196,7 +140,7 @@ class ExportedData:
   def make_splits(self, config, workdir: str | None = None) -> dict[str, list[str]]:
     self.check_config(config)
     if workdir is not None and jax.process_index() == 0:
-      _write_json_once(workdir, SPLITS_FILE, self.meta['splits_record'], 'class split')
+      _write_json_once(workdir, io.SPLITS_FILE, self.meta['splits_record'], 'class split')
     return {k: list(self.meta['splits_record'][k]) for k in ('train', 'val', 'test')}
 
   def make_train_iterator(self, config, *, start_step: int = 0,
@@ -205,7 +149,7 @@ class ExportedData:
     if int(start_step) != start_step or not 0 <= start_step <= self.steps:
       raise ValueError(f'start_step={start_step!r} is outside the bundle\'s {self.steps} steps.')
     if workdir is not None and jax.process_index() == 0:
-      _write_json_once(workdir, TARGET_SUBSET_FILE, self.meta['target_subset'],
+      _write_json_once(workdir, io.TARGET_SUBSET_FILE, self.meta['target_subset'],
                        'target training subset')
     devices = parallel.num_batch_devices(config)
     lead = ((devices,) if devices else ()) + (int(config.task.tasks_per_device),)

@@ -18,13 +18,11 @@ Labels pass through unchanged, so a gathered batch is the host pipeline's batch,
 (`tests/test_device_gather.py`). Under pmap the arrays are replicated on every local device and
 the gather runs per device on that device's shard of the index batch.
 
-`config.data.gather`:
-  'host'    the host gathers (tf.data), every backend;
-  'device'  the device gathers, every backend (on CPU only useful for testing);
-  'auto'    'device' on an accelerator when the two arrays together take at most
-            `config.data.device_gather_max_gib` GiB, else 'host'.
+`config.data.gather` chooses it (`feeds.gather_mode`); `feeds.pipeline` puts the index pipeline
+and this gather together.
 
-This module imports JAX only: the data package builds the index pipeline, this one the gather.
+This module imports JAX and the core's `replicate` only: the data package builds the index
+pipeline, this one the gather.
 """
 
 from __future__ import annotations
@@ -35,35 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from meta_align_jax import train_step
-
-GATHER_MODES = ('auto', 'host', 'device')
-DEFAULT_MAX_GIB = 4.0
-
-
-def check_config(config) -> None:
-  """Raises ValueError naming `config.data.gather` / `device_gather_max_gib` when invalid."""
-  data = config.get('data')
-  if data is None:
-    return
-  mode = data.get('gather', 'host')
-  if mode not in GATHER_MODES:
-    raise ValueError(f'config.data.gather={mode!r}: use one of {GATHER_MODES} (host: tf.data '
-                     f'gathers the examples; device: the accelerator gathers them by index).')
-  limit = data.get('device_gather_max_gib', DEFAULT_MAX_GIB)
-  if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0:
-    raise ValueError(f'config.data.device_gather_max_gib={limit!r}: use a number of GiB >= 0.')
-
-
-def resolve(config, nbytes: int, backend: str | None = None) -> str:
-  """'host' or 'device' for a run whose source + target arrays take `nbytes` bytes."""
-  check_config(config)
-  mode = config.data.get('gather', 'host')
-  if mode != 'auto':
-    return mode
-  backend = backend or jax.default_backend()
-  limit = float(config.data.get('device_gather_max_gib', DEFAULT_MAX_GIB)) * 2**30
-  return 'device' if backend != 'cpu' and nbytes <= limit else 'host'
+# `replicate` moves to meta_align_jax.parallel with the core's refactor; until then it is here.
+from meta_align_jax.train_step import replicate
 
 
 def gather_batch(source_x, target_x, index_batch: dict) -> dict:
@@ -106,7 +77,7 @@ class DeviceGather:
     self.pmap = bool(pmap)
     self.nbytes = int(source_x.nbytes + target_x.nbytes)
     if self.pmap:
-      self._arrays = train_step.replicate((source_x, target_x))
+      self._arrays = replicate((source_x, target_x))
       self._fn = jax.pmap(gather_batch)
     else:
       self._arrays = (jax.device_put(source_x), jax.device_put(target_x))

@@ -1,0 +1,93 @@
+"""Sweep methods: baselines, ablations and variants of meta-alignment as named override sets.
+
+A new method is one `Method` entry here (role, description, overrides, optionally `finalize`
+for fields derived from others); grids (`grids.py`) name it.
+"""
+
+from meta_align_jax.lab.spec import Method
+
+
+def _target_tasks(config) -> None:
+  """Target-side training tasks must fit the target training subset (target_train_shots/class)."""
+  per_class = int(config.data.target_train_shots)
+  config.task.shots = max(1, min(int(config.eval.shots), per_class - 1))
+  config.task.queries = max(1, min(int(config.task.queries), per_class - config.task.shots))
+
+
+def _global_classes(config) -> None:
+  """num_global_classes = the number of meta-train classes (loads the data to count them)."""
+  from meta_align_jax import data  # pylint: disable=g-import-not-at-top
+  config.model.num_global_classes = len(data.make_splits(config)['train'])
+
+
+METHODS: dict[str, Method] = {
+    'meta_align': Method('ours', 'meta-alignment: Reptile on source tasks + weak-pair alignment '
+                         '(the paper\'s method)', {}),
+    'meta_align_zh': Method('ours', 'meta-alignment with the classifier head re-zeroed before '
+                            'every inner loop (meta.zero_head)', {'meta.zero_head': True}),
+    'meta_align_w5': Method('ours', 'meta-alignment with alignment weight 5 (align.weight)',
+                            {'align.weight': 5.0}),
+    'meta_align_tgt': Method('ours', 'meta-alignment plus Reptile on target tasks of the '
+                             'low-resource target data (meta_on source and target)',
+                             {'task.meta_on': ('source', 'target')}, finalize=_target_tasks),
+    # Evaluation-only diagnostics: the training of meta_align / target_only, scored with
+    # prototypes in Z (no fine-tuning) instead of fine-tuning on the support.
+    'meta_align_evproto': Method('ablation', 'meta-alignment, evaluated with prototypes in Z '
+                                 '(eval.method=proto) instead of fine-tuning',
+                                 {'eval.method': 'proto'}),
+    'target_only_evproto': Method('ablation', 'target-only, evaluated with prototypes in Z '
+                                  '(eval.method=proto) instead of fine-tuning',
+                                  {'task.meta_on': ('target',), 'align.enabled': False,
+                                   'eval.method': 'proto'}, finalize=_target_tasks),
+    'no_align_evproto': Method('ablation', 'no alignment, evaluated with prototypes in Z '
+                               '(eval.method=proto) instead of fine-tuning',
+                               {'align.enabled': False, 'eval.method': 'proto'}),
+    'meta_align_tgt_evproto': Method('ablation', 'meta-alignment plus target tasks, evaluated '
+                                     'with prototypes in Z (eval.method=proto)',
+                                     {'task.meta_on': ('source', 'target'), 'eval.method': 'proto'},
+                                     finalize=_target_tasks),
+    'meta_align_evhead': Method('ablation', 'meta-alignment, evaluated by fine-tuning the '
+                                'classifier head only (eval.adapt=head)', {'eval.adapt': 'head'}),
+    'target_only_evhead': Method('ablation', 'target-only, evaluated by fine-tuning the '
+                                 'classifier head only (eval.adapt=head)',
+                                 {'task.meta_on': ('target',), 'align.enabled': False,
+                                  'eval.adapt': 'head'}, finalize=_target_tasks),
+    'fomaml_align': Method('ours', 'meta-alignment with first-order MAML', {'meta.learner': 'fomaml'}),
+    'maml_align': Method('ours', 'meta-alignment with second-order MAML', {'meta.learner': 'maml'}),
+    'protonet_align': Method('ours', 'meta-alignment with ProtoNets (prototype evaluation)',
+                             {'meta.learner': 'protonet', 'eval.method': 'proto'}),
+    'strong_infonce': Method('ours', 'meta-alignment with strong (instance) pairs and InfoNCE',
+                             {'align.kind': 'strong', 'align.loss': 'infonce'}),
+    # Alignment-pair budget: the number of distinct target examples per meta-train class that
+    # weak pairs may draw (data.target_train_shots; 5 is the default, 0 pairs is no_align).
+    'meta_align_p1': Method('ours', 'meta-alignment with 1 target example per meta-train class '
+                            'for pairs (data.target_train_shots=1)', {'data.target_train_shots': 1}),
+    'meta_align_p2': Method('ours', 'meta-alignment with 2 target examples per meta-train class '
+                            'for pairs (data.target_train_shots=2)', {'data.target_train_shots': 2}),
+    'meta_align_p20': Method('ours', 'meta-alignment with 20 target examples per meta-train '
+                             'class for pairs (data.target_train_shots=20)',
+                             {'data.target_train_shots': 20}),
+    'target_only': Method('baseline', 'Reptile on target tasks of the low-resource target data '
+                          'only; no source, no alignment',
+                          {'task.meta_on': ('target',), 'align.enabled': False},
+                          finalize=_target_tasks),
+    'no_align': Method('baseline', 'source-only Reptile, then target fine-tuning; no alignment '
+                       '(= the "no alignment loss" ablation)', {'align.enabled': False}),
+    'supervised_ft': Method('baseline', 'supervised pre-training on source classes (global '
+                            'classifier), then target fine-tuning; no alignment',
+                            {'meta.learner': 'supervised', 'align.enabled': False},
+                            finalize=_global_classes),
+    'supervised_align': Method('baseline', 'supervised source training + alignment, no '
+                               'meta-learning', {'meta.learner': 'supervised'},
+                               finalize=_global_classes),
+    'shared_encoder': Method('ablation', 'meta-alignment with a single shared encoder: one '
+                             'Conv-4 (blocks 2-4 + projection) for both modalities behind '
+                             'per-modality first blocks (model.shared_encoder)',
+                             {'model.shared_encoder': True}),
+    'align_only': Method('ablation', 'alignment without the classifier loss (Reptile inner lr 0: '
+                         'the meta-gradient is exactly zero)', {'meta.inner_lr': 0.0}),
+    'oracle': Method('oracle', 'target-only Reptile with abundant target data '
+                     '(target_train_shots=20 per class)',
+                     {'task.meta_on': ('target',), 'align.enabled': False,
+                      'data.target_train_shots': 20}, finalize=_target_tasks),
+}
