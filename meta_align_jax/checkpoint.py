@@ -9,13 +9,25 @@ fault, before Orbax reads any array.
 
 Orbax writes a step into a temporary directory and renames it when complete, so a process killed
 at any moment (even by SIGKILL) leaves only complete steps; leftover temporary directories are
-ignored and cleaned up by the next manager.
+ignored and cleaned up by the next manager. Old steps are deleted the same way in reverse: Orbax
+renames a step out of the way (into `checkpoints/.deleting`, `DELETING_DIR`) and only then is it
+deleted, so a kill during the cleanup of old steps never leaves half a step among the saved
+ones. A step left half-deleted by an older version (an item missing or empty) is ignored when
+reading and its deletion finished by the next training run.
+
+A step that cannot be read (a truncated file, a disk error) is never deleted: training resumes
+from the newest step that restores, logs which step it skipped and why, and moves the unreadable
+one to WORKDIR/unreadable_checkpoints/ (`UNREADABLE_DIR`) so that it stays for inspection without
+being listed again. Restoring an explicitly named unreadable step raises
+`UnreadableCheckpointError` naming the step, the cause and the steps that remain.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 from typing import Any
 
 import jax
@@ -30,6 +42,9 @@ from meta_align_jax.models import registry
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
 VAL_METRIC = 'val_accuracy'
+DELETING_DIR = '.deleting'                   # under checkpoints/: steps Orbax renamed away
+UNREADABLE_DIR = 'unreadable_checkpoints'    # under the workdir: steps that failed to restore
+ITEMS = ('state', 'shapes')
 
 # Config fields that decide the shapes or dtypes of the train state: a workdir's checkpoints only
 # fit a config that agrees with the saved one on all of them.
@@ -42,12 +57,20 @@ SHAPE_FIELDS = (
 )
 
 
+# Fields whose being zero or not changes the optimiser state's structure (a clipping or schedule
+# transformation is chained in or not), compared as booleans.
+STRUCTURE_FIELDS = ('optim.clip_norm', 'optim.warmup_steps')
+
 # Fields added after workdirs were written: a saved config without one had its default.
 FIELD_DEFAULTS = {'model.shared_encoder': False}
 
 
 class IncompatibleCheckpointError(ValueError):
   """A workdir's config or checkpoint does not fit the config or model at hand."""
+
+
+class UnreadableCheckpointError(RuntimeError):
+  """A saved step exists but cannot be read (truncated or corrupt files)."""
 
 
 # --------------------------------------------------------------------------- config.json
@@ -141,6 +164,10 @@ def check_compatible(workdir: str, config) -> None:
   if saved is None:
     return
   shape_diffs = config_differences(saved, config, SHAPE_FIELDS)
+  for name in STRUCTURE_FIELDS:
+    old, new = config_field(saved, name), config_field(config, name)
+    if old is not None and new is not None and bool(old) != bool(new):
+      shape_diffs.append((name, old, new))
   if shape_diffs:
     raise IncompatibleCheckpointError(
         f'{workdir} holds a run whose config is incompatible with this one: '
@@ -163,9 +190,13 @@ def make_manager(workdir: str, config=None, *, read_only: bool = False) -> ocp.C
   """CheckpointManager over WORKDIR/checkpoints: latest `config.train.keep_checkpoints` + best val.
 
   A checkpoint saved with `metrics={VAL_METRIC: accuracy}` competes for 'best'; one saved without
-  is kept only while it is among the latest. With no validated checkpoint, best = latest.
+  is kept only while it is among the latest. With no validated checkpoint, best = latest. A
+  writable manager first finishes any deletion a killed run left half done.
   """
   keep = int(config.train.keep_checkpoints) if config is not None else 1
+  directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+  if not read_only:
+    _finish_deletions(directory)
   policies = ocp.checkpoint_managers
   options = ocp.CheckpointManagerOptions(
       best_fn=_val_metric, best_mode='max',
@@ -174,9 +205,48 @@ def make_manager(workdir: str, config=None, *, read_only: bool = False) -> ocp.C
           policies.BestN(get_metric_fn=_val_metric, n=1, keep_checkpoints_without_metrics=False),
       ]),
       cleanup_tmp_directories=not read_only, read_only=read_only, create=not read_only,
-      save_interval_steps=0 if read_only else 1)
-  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
-                               options=options, item_names=('state', 'shapes'))
+      save_interval_steps=0 if read_only else 1,
+      todelete_subdir=None if read_only else DELETING_DIR)
+  return ocp.CheckpointManager(directory, options=options, item_names=ITEMS)
+
+
+def _step_dirs(directory: str) -> dict[int, str]:
+  if not os.path.isdir(directory):
+    return {}
+  return {int(n): os.path.join(directory, n) for n in os.listdir(directory) if n.isdigit()}
+
+
+def _is_complete(step_dir: str) -> bool:
+  """False for the remains of an interrupted deletion: an item directory missing or empty."""
+  for item in ITEMS:
+    path = os.path.join(step_dir, item)
+    if not os.path.isdir(path) or not os.listdir(path):
+      return False
+  return True
+
+
+def _finish_deletions(directory: str) -> None:
+  """Deletes what Orbax renamed into DELETING_DIR and half-deleted steps left by older versions."""
+  for step, path in sorted(_step_dirs(directory).items()):
+    if not _is_complete(path):
+      logging.warning('Checkpoint step %d in %s is half deleted (a run was killed while removing '
+                      'old steps): finishing its deletion.', step, directory)
+      os.makedirs(os.path.join(directory, DELETING_DIR), exist_ok=True)
+      os.replace(path, os.path.join(directory, DELETING_DIR, f'{step}.half-deleted'))
+  shutil.rmtree(os.path.join(directory, DELETING_DIR), ignore_errors=True)
+
+
+def complete_steps(manager: ocp.CheckpointManager) -> list[int]:
+  """The manager's saved steps, sorted, without half-deleted ones (which are logged)."""
+  dirs = _step_dirs(str(manager.directory))
+  steps = []
+  for step in sorted(manager.all_steps()):
+    if step in dirs and not _is_complete(dirs[step]):
+      logging.warning('Ignoring checkpoint step %d in %s: half deleted by a killed run.', step,
+                      manager.directory)
+      continue
+    steps.append(step)
+  return steps
 
 
 def leaf_shapes(tree) -> dict[str, list[int]]:
@@ -207,6 +277,11 @@ def save(manager: ocp.CheckpointManager, state, *, metrics: dict | None = None) 
   step = int(state.step)
   if step in manager.all_steps():
     return   # e.g. the end of a run that stopped exactly on a checkpoint step
+  # Steps deleted by the previous save were renamed into DELETING_DIR (atomic); remove them now
+  # that no save is in flight. A kill during this rmtree leaves nothing among the saved steps.
+  manager.wait_until_finished()
+  if jax.process_index() == 0:
+    shutil.rmtree(os.path.join(str(manager.directory), DELETING_DIR), ignore_errors=True)
   manager.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state), shapes=ocp.args.JsonSave(leaf_shapes(state))),
       metrics=dict(metrics or {}), force=True)
@@ -214,7 +289,7 @@ def save(manager: ocp.CheckpointManager, state, *, metrics: dict | None = None) 
 
 def resolve_step(manager: ocp.CheckpointManager, step=None) -> int:
   """Turns None/'latest', 'best' or an int (or digit string) into a saved step; errors list them."""
-  steps = sorted(manager.all_steps())
+  steps = complete_steps(manager)
   where = manager.directory
   if not steps:
     raise FileNotFoundError(f'No checkpoint in {where}: train first (--mode train).')
@@ -222,7 +297,7 @@ def resolve_step(manager: ocp.CheckpointManager, step=None) -> int:
     return steps[-1]
   if step == 'best':
     best = manager.best_step()
-    if best is None or VAL_METRIC not in (manager.metrics(best) or {}):
+    if best is None or best not in steps or VAL_METRIC not in (manager.metrics(best) or {}):
       logging.warning('No checkpoint in %s has a meta-validation accuracy; using the latest.',
                       where)
       return steps[-1]
@@ -252,23 +327,82 @@ def _check_shapes(saved: dict, expected: dict, step: int, where: str) -> None:
   lines += [f'{k}: in the model, not in the checkpoint' for k in missing]
   lines += [f'{k}: in the checkpoint, not in the model' for k in extra]
   shown = f' (first {_SHOW} shown)' if len(lines) > _SHOW else ''
+  hint = ''
+  if not any(k.startswith('params/') for k in missing + extra + [w[0] for w in wrong]):
+    hint = (' Only the optimiser state differs: check config.optim.name and whether '
+            'config.optim.clip_norm or config.optim.warmup_steps were zero when it was saved.')
   raise IncompatibleCheckpointError(
       f'Checkpoint step {step} in {where} does not fit the model built from the config; '
-      f'{len(lines)} leaves differ{shown}:\n  ' + '\n  '.join(lines[:_SHOW]))
+      f'{len(lines)} leaves differ{shown}.{hint}\n  ' + '\n  '.join(lines[:_SHOW]))
 
 
 _SHOW = 6
 
 
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip().splitlines()
+  return f'{type(e).__name__}: {text[0][:300] if text else ""}'
+
+
 def restore_state(manager: ocp.CheckpointManager, config, model, step=None
                   ) -> train_step_lib.TrainState:
-  """The train state saved at `step` (see `resolve_step`), as host numpy arrays."""
+  """The train state saved at `step` (see `resolve_step`), as host numpy arrays.
+
+  Raises:
+    IncompatibleCheckpointError: the checkpoint does not fit the model (naming leaves, fields).
+    UnreadableCheckpointError: the step's files cannot be read (naming the step and the cause).
+  """
   step = resolve_step(manager, step)
   target = abstract_state(config, model)
-  saved = manager.restore(step, args=ocp.args.Composite(shapes=ocp.args.JsonRestore())).shapes
+  try:
+    saved = manager.restore(step, args=ocp.args.Composite(shapes=ocp.args.JsonRestore())).shapes
+    if not isinstance(saved, dict):
+      raise ValueError(f'the shapes item holds {type(saved).__name__}, not a dict')
+  except Exception as e:  # pylint: disable=broad-except  (Orbax/TensorStore raise many types)
+    raise _unreadable(manager, step, e) from None
   _check_shapes(saved, leaf_shapes(target), step, str(manager.directory))
-  return manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(target))).state
+  try:
+    return manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target))).state
+  except Exception as e:  # pylint: disable=broad-except
+    raise _unreadable(manager, step, e) from None
+
+
+def _unreadable(manager, step: int, e: BaseException) -> UnreadableCheckpointError:
+  others = [s for s in complete_steps(manager) if s != step]
+  return UnreadableCheckpointError(
+      f'Checkpoint step {step} in {manager.directory} cannot be read ({_first_line(e)}). Other '
+      f'saved steps: {others or "none"}'
+      + ('; evaluate one of them (--eval_checkpoint N).' if others else '.'))
+
+
+def restore_newest_readable(manager: ocp.CheckpointManager, config, model, *,
+                            set_aside: str | None = None):
+  """The state of the newest step that restores, and [(step, reason)] of the newer ones skipped.
+
+  Each skipped step is logged with its reason and, when `set_aside` (a directory) is given, moved
+  there (never deleted) so that the manager no longer lists it. Incompatible checkpoints raise.
+  """
+  skipped = []
+  for step in reversed(complete_steps(manager)):
+    try:
+      state = restore_state(manager, config, model, step)
+    except UnreadableCheckpointError as e:
+      reason = str(e)
+      skipped.append((step, reason))
+      if set_aside is not None and jax.process_index() == 0:
+        os.makedirs(set_aside, exist_ok=True)
+        dest = os.path.join(set_aside, f'{step}-{time.strftime("%Y%m%d-%H%M%S")}')
+        os.replace(os.path.join(str(manager.directory), str(step)), dest)
+        reason += f' Moved to {dest} (not deleted).'
+      logging.warning('Skipping checkpoint step %d: %s', step, reason)
+      continue
+    return state, skipped
+  if skipped:
+    raise UnreadableCheckpointError(
+        f'No checkpoint in {manager.directory} can be read: '
+        + ' | '.join(r for _, r in skipped))
+  raise FileNotFoundError(f'No checkpoint in {manager.directory}: train first (--mode train).')
 
 
 def restore(workdir: str, step=None):
