@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from typing import Any
 
@@ -354,6 +355,7 @@ def restore_state(manager: ocp.CheckpointManager, config, model, step=None
   """
   step = resolve_step(manager, step)
   target = abstract_state(config, model)
+  _ignore_closed_event_loop_errors()
   try:
     saved = manager.restore(step, args=ocp.args.Composite(shapes=ocp.args.JsonRestore())).shapes
     if not isinstance(saved, dict):
@@ -366,6 +368,24 @@ def restore_state(manager: ocp.CheckpointManager, config, model, step=None
         state=ocp.args.StandardRestore(target))).state
   except Exception as e:  # pylint: disable=broad-except
     raise _unreadable(manager, step, e) from None
+
+
+def _ignore_closed_event_loop_errors() -> None:
+  """After a failed read, TensorStore still completes the other reads of the step and posts them
+  to Orbax's event loop, which has closed: each prints 'RuntimeError: Event loop is closed'
+  (PyErr_Print, so through sys.excepthook), burying the real error under dozens of tracebacks.
+  Installed before a restore, this hook drops exactly those."""
+  previous = sys.excepthook
+  if getattr(previous, '_drops_closed_loop_errors', False):
+    return
+
+  def hook(exc_type, exc, tb):
+    if exc_type is RuntimeError and str(exc) == 'Event loop is closed':
+      return
+    previous(exc_type, exc, tb)
+
+  hook._drops_closed_loop_errors = True  # pylint: disable=protected-access
+  sys.excepthook = hook
 
 
 def _unreadable(manager, step: int, e: BaseException) -> UnreadableCheckpointError:
