@@ -21,6 +21,7 @@ Set config.execution.deterministic=True for bit-reproducible GPU runs (slower): 
 import logging as std_logging
 import os
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -79,18 +80,30 @@ def _check_eval_workdir(config, workdir) -> bool:
     checkpoint.resolve_step(manager, _EVAL_CHECKPOINT.value)
   finally:
     manager.close()
-  writable = os.access(workdir, os.W_OK)
+  writable = _can_write(workdir)
   if not writable:
     logging.warning('%s is read-only: the results are printed, not written to it.', workdir)
   return writable
 
 
+def _can_write(workdir) -> bool:
+  """Tries it: os.access says yes to root even on an immutable or read-only directory."""
+  try:
+    with tempfile.NamedTemporaryFile(dir=workdir, prefix='.write-check-'):
+      return True
+  except OSError:
+    return False
+
+
 class _QuietLibraries:
-  """Log filter: Orbax reports every step of every save at INFO; keep its warnings only."""
+  """Log filter: Orbax reports every step of every save at INFO, and warns that a manager opened
+  read-only (to evaluate) is read-only; keep its other warnings only."""
 
   def filter(self, record) -> bool:
+    if f'{os.sep}orbax{os.sep}' not in record.pathname:
+      return True
     return (record.levelno >= std_logging.WARNING
-            or f'{os.sep}orbax{os.sep}' not in record.pathname)
+            and not str(record.msg).startswith('Given directory is read only'))
 
 
 def main(argv):
@@ -99,6 +112,7 @@ def main(argv):
   if _PRINT_CONFIG.value:
     print(_CONFIG.value)
     return
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')   # TensorFlow's start-up INFO lines
   workdir = _workdir()
   config = _config(workdir)
   # Before JAX starts its backend (nothing so far has computed anything): XLA reads XLA_FLAGS once.
