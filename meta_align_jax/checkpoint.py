@@ -175,9 +175,14 @@ def check_compatible(workdir: str, config) -> None:
         f'{_describe(shape_diffs)}. Use a fresh --workdir, or the saved config '
         f'({os.path.join(workdir, CONFIG_FILE)}).')
   other = config_differences(saved, config)
-  if other:
+  # Longer training or other evaluation settings are routine; other changes deserve a warning.
+  routine = [d for d in other if d[0].startswith(('train.', 'eval.'))]
+  unusual = [d for d in other if d not in routine]
+  if routine:
+    logging.info('Config differs from the one saved in %s: %s', workdir, _describe(routine))
+  if unusual:
     logging.warning('Config differs from the one saved in %s (allowed, no shape change): %s',
-                    workdir, _describe(other))
+                    workdir, _describe(unusual))
 
 
 # --------------------------------------------------------------------------- the manager
@@ -370,22 +375,33 @@ def restore_state(manager: ocp.CheckpointManager, config, model, step=None
     raise _unreadable(manager, step, e) from None
 
 
+def _closed_loop_error(exc) -> bool:
+  return isinstance(exc, RuntimeError) and str(exc) == 'Event loop is closed'
+
+
 def _ignore_closed_event_loop_errors() -> None:
   """After a failed read, TensorStore still completes the other reads of the step and posts them
   to Orbax's event loop, which has closed: each prints 'RuntimeError: Event loop is closed'
-  (PyErr_Print, so through sys.excepthook), burying the real error under dozens of tracebacks.
-  Installed before a restore, this hook drops exactly those."""
-  previous = sys.excepthook
-  if getattr(previous, '_drops_closed_loop_errors', False):
-    return
+  (through sys.excepthook or sys.unraisablehook), burying the real error under dozens of
+  tracebacks. Installed before a restore, these hooks drop exactly those."""
+  if not getattr(sys.excepthook, '_drops_closed_loop_errors', False):
+    previous_excepthook = sys.excepthook
 
-  def hook(exc_type, exc, tb):
-    if exc_type is RuntimeError and str(exc) == 'Event loop is closed':
-      return
-    previous(exc_type, exc, tb)
+    def excepthook(exc_type, exc, tb):
+      if not _closed_loop_error(exc):
+        previous_excepthook(exc_type, exc, tb)
 
-  hook._drops_closed_loop_errors = True  # pylint: disable=protected-access
-  sys.excepthook = hook
+    excepthook._drops_closed_loop_errors = True  # pylint: disable=protected-access
+    sys.excepthook = excepthook
+  if not getattr(sys.unraisablehook, '_drops_closed_loop_errors', False):
+    previous_unraisablehook = sys.unraisablehook
+
+    def unraisablehook(unraisable):
+      if not _closed_loop_error(unraisable.exc_value):
+        previous_unraisablehook(unraisable)
+
+    unraisablehook._drops_closed_loop_errors = True  # pylint: disable=protected-access
+    sys.unraisablehook = unraisablehook
 
 
 def _unreadable(manager, step: int, e: BaseException) -> UnreadableCheckpointError:
