@@ -101,7 +101,8 @@ def get_config() -> ml_collections.ConfigDict:
                                        # over vmapped tasks (ungrouped convs; models/registry.py)
   c.execution.deterministic = False    # bit-reproducible GPU runs: launch/run.py sets XLA_FLAGS=
                                        # --xla_gpu_deterministic_ops=true (deterministic kernels,
-                                       # no autotuning) before JAX starts; slower (docs/SPEED.md)
+                                       # no autotuning) before JAX starts; slower on GPU
+                                       # (meta_align_jax/determinism.py)
 
   # --- Training loop.
   c.train = ml_collections.ConfigDict()

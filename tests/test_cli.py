@@ -26,6 +26,9 @@ try:
   runpy.run_path({run_py!r}, run_name='__main__')
 except SystemExit as e:
   code = e.code or 0
+except Exception as e:  # absl's app.run re-raises what main raised
+  print(type(e).__name__, e, file=sys.stderr)
+  code = type(e).__name__
 else:
   code = 0
 print('EXIT', code, 'MODULES', *[m for m in ('tensorflow', 'jax', 'clu', 'orbax')
@@ -83,3 +86,38 @@ def test_eval_on_empty_workdir_looks_for_the_checkpoint_first(tmp_path):
   assert out.returncode != 0
   assert 'No checkpoint in' in out.stderr and 'train first' in out.stderr
   assert os.listdir(empty) == []
+
+
+# --------------------------------------------------------------------------- deterministic switch
+
+
+def test_deterministic_switch_sets_xla_flags_before_jax_starts(tmp_path, monkeypatch):
+  from meta_align_jax import determinism, train  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=1')
+  assert determinism.deterministic_env(_config()) == {}   # off by default
+  on = _config(**{'execution.deterministic': True})
+  env = determinism.deterministic_env(on)
+  assert env['XLA_FLAGS'] == ('--xla_force_host_platform_device_count=1 '
+                              '--xla_gpu_deterministic_ops=true')   # existing flags kept
+  # This process's JAX has started without the flag: the library refuses instead of ignoring it.
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.devices()
+  with pytest.raises(ValueError, match=r'config\.execution\.deterministic'):
+    train.check_loop_config(on)
+  # launch/run.py sets it before JAX starts (here: --mode eval on an empty workdir, which stops at
+  # 'No checkpoint' after the backend has started).
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  code = _PROBE.format(run_py=RUN_PY, flags=[
+      '--config', os.path.join(REPO, 'configs', 'test.py'), '--workdir', str(empty),
+      '--mode', 'eval', '--config.execution.deterministic=True']) + (
+          "import os, jax\n"
+          "from jax._src import xla_bridge\n"
+          "print('FLAGS', os.environ['XLA_FLAGS'], xla_bridge.backends_are_initialized(),"
+          " float(jax.numpy.ones(3).sum()), file=sys.stderr)\n")
+  monkeypatch.delenv('XLA_FLAGS')
+  out = subprocess.run([sys.executable, '-c', code], cwd=str(tmp_path), capture_output=True,
+                       text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert 'FileNotFoundError No checkpoint' in out.stderr, out.stderr[-3000:]
+  flags = [line for line in out.stderr.splitlines() if line.startswith('FLAGS')]
+  assert flags == ['FLAGS --xla_gpu_deterministic_ops=true True 3.0'], out.stderr[-3000:]
