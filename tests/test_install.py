@@ -7,6 +7,7 @@ interpreter's site-packages (a .pth file) for the dependencies and for pip and s
 packaging files, so the checkout gets no build/ or .egg-info.
 """
 
+import importlib.metadata
 import os
 import shutil
 import site
@@ -62,6 +63,11 @@ def _source_copy(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize('editable', [True, False], ids=['editable', 'wheel'])
 def test_install_into_fresh_venv_and_import_from_outside(tmp_path, editable):
+  try:
+    importlib.metadata.distribution('meta_align_jax')
+    pytest.skip('meta_align_jax is installed in the test environment, which the fresh venv sees')
+  except importlib.metadata.PackageNotFoundError:
+    pass
   python, src = _venv(tmp_path), _source_copy(tmp_path)
   outside = tmp_path / 'elsewhere'
   outside.mkdir()
