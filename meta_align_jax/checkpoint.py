@@ -9,11 +9,9 @@ fault, before Orbax reads any array.
 
 Orbax writes a step into a temporary directory and renames it when complete, so a process killed
 at any moment (even by SIGKILL) leaves only complete steps; leftover temporary directories are
-ignored and cleaned up by the next manager. Old steps are deleted the same way in reverse: Orbax
-renames a step out of the way (into `checkpoints/.deleting`, `DELETING_DIR`) and only then is it
-deleted, so a kill during the cleanup of old steps never leaves half a step among the saved
-ones. A step left half-deleted by an older version (an item missing or empty) is ignored when
-reading and its deletion finished by the next training run.
+ignored and cleaned up by the next manager. Old steps are deleted the same way in reverse (renamed
+away, then removed: `checkpoint_files.py`), so a kill during the cleanup of old steps never
+leaves half a step among the saved ones.
 
 A step that cannot be read (a truncated file, a disk error) is never deleted: training resumes
 from the newest step that restores, logs which step it skipped and why, and moves the unreadable
@@ -26,8 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import sys
 import time
 from typing import Any
 
@@ -37,15 +33,16 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from meta_align_jax import checkpoint_files
 from meta_align_jax import train_step as train_step_lib
 from meta_align_jax.models import registry
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
 VAL_METRIC = 'val_accuracy'
-DELETING_DIR = '.deleting'                   # under checkpoints/: steps Orbax renamed away
+DELETING_DIR = checkpoint_files.DELETING_DIR   # under checkpoints/: steps Orbax renamed away
 UNREADABLE_DIR = 'unreadable_checkpoints'    # under the workdir: steps that failed to restore
-ITEMS = ('state', 'shapes')
+ITEMS = checkpoint_files.ITEMS
 
 # Config fields that decide the shapes or dtypes of the train state: a workdir's checkpoints only
 # fit a config that agrees with the saved one on all of them.
@@ -64,6 +61,10 @@ STRUCTURE_FIELDS = ('optim.clip_norm', 'optim.warmup_steps')
 
 # Fields added after workdirs were written: a saved config without one had its default.
 FIELD_DEFAULTS = {'model.shared_encoder': False}
+
+
+complete_steps = checkpoint_files.complete_steps
+close_manager = checkpoint_files.close_manager
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -202,7 +203,7 @@ def make_manager(workdir: str, config=None, *, read_only: bool = False) -> ocp.C
   keep = int(config.train.keep_checkpoints) if config is not None else 1
   directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
   if not read_only:
-    _finish_deletions(directory)
+    checkpoint_files.finish_deletions(directory)
   policies = ocp.checkpoint_managers
   options = ocp.CheckpointManagerOptions(
       best_fn=_val_metric, best_mode='max',
@@ -214,45 +215,6 @@ def make_manager(workdir: str, config=None, *, read_only: bool = False) -> ocp.C
       save_interval_steps=0 if read_only else 1,
       todelete_subdir=None if read_only else DELETING_DIR)
   return ocp.CheckpointManager(directory, options=options, item_names=ITEMS)
-
-
-def _step_dirs(directory: str) -> dict[int, str]:
-  if not os.path.isdir(directory):
-    return {}
-  return {int(n): os.path.join(directory, n) for n in os.listdir(directory) if n.isdigit()}
-
-
-def _is_complete(step_dir: str) -> bool:
-  """False for the remains of an interrupted deletion: an item directory missing or empty."""
-  for item in ITEMS:
-    path = os.path.join(step_dir, item)
-    if not os.path.isdir(path) or not os.listdir(path):
-      return False
-  return True
-
-
-def _finish_deletions(directory: str) -> None:
-  """Deletes what Orbax renamed into DELETING_DIR and half-deleted steps left by older versions."""
-  for step, path in sorted(_step_dirs(directory).items()):
-    if not _is_complete(path):
-      logging.warning('Checkpoint step %d in %s is half deleted (a run was killed while removing '
-                      'old steps): finishing its deletion.', step, directory)
-      os.makedirs(os.path.join(directory, DELETING_DIR), exist_ok=True)
-      os.replace(path, os.path.join(directory, DELETING_DIR, f'{step}.half-deleted'))
-  shutil.rmtree(os.path.join(directory, DELETING_DIR), ignore_errors=True)
-
-
-def complete_steps(manager: ocp.CheckpointManager) -> list[int]:
-  """The manager's saved steps, sorted, without half-deleted ones (which are logged)."""
-  dirs = _step_dirs(str(manager.directory))
-  steps = []
-  for step in sorted(manager.all_steps()):
-    if step in dirs and not _is_complete(dirs[step]):
-      logging.warning('Ignoring checkpoint step %d in %s: half deleted by a killed run.', step,
-                      manager.directory)
-      continue
-    steps.append(step)
-  return steps
 
 
 def leaf_shapes(tree) -> dict[str, list[int]]:
@@ -286,8 +248,7 @@ def save(manager: ocp.CheckpointManager, state, *, metrics: dict | None = None) 
   # Steps deleted by the previous save were renamed into DELETING_DIR (atomic); remove them now
   # that no save is in flight. A kill during this rmtree leaves nothing among the saved steps.
   manager.wait_until_finished()
-  if jax.process_index() == 0:
-    shutil.rmtree(os.path.join(str(manager.directory), DELETING_DIR), ignore_errors=True)
+  checkpoint_files.purge_deleted(str(manager.directory))
   manager.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state), shapes=ocp.args.JsonSave(leaf_shapes(state))),
       metrics=dict(metrics or {}), force=True)
@@ -295,7 +256,7 @@ def save(manager: ocp.CheckpointManager, state, *, metrics: dict | None = None) 
 
 def resolve_step(manager: ocp.CheckpointManager, step=None) -> int:
   """Turns None/'latest', 'best' or an int (or digit string) into a saved step; errors list them."""
-  steps = complete_steps(manager)
+  steps = checkpoint_files.complete_steps(manager)
   where = manager.directory
   if not steps:
     raise FileNotFoundError(f'No checkpoint in {where}: train first (--mode train).')
@@ -360,7 +321,7 @@ def restore_state(manager: ocp.CheckpointManager, config, model, step=None
   """
   step = resolve_step(manager, step)
   target = abstract_state(config, model)
-  _ignore_closed_event_loop_errors()
+  checkpoint_files.ignore_closed_event_loop_errors()
   try:
     saved = manager.restore(step, args=ocp.args.Composite(shapes=ocp.args.JsonRestore())).shapes
     if not isinstance(saved, dict):
@@ -375,37 +336,8 @@ def restore_state(manager: ocp.CheckpointManager, config, model, step=None
     raise _unreadable(manager, step, e) from None
 
 
-def _closed_loop_error(exc) -> bool:
-  return isinstance(exc, RuntimeError) and str(exc) == 'Event loop is closed'
-
-
-def _ignore_closed_event_loop_errors() -> None:
-  """After a failed read, TensorStore still completes the other reads of the step and posts them
-  to Orbax's event loop, which has closed: each prints 'RuntimeError: Event loop is closed'
-  (through sys.excepthook or sys.unraisablehook), burying the real error under dozens of
-  tracebacks. Installed before a restore, these hooks drop exactly those."""
-  if not getattr(sys.excepthook, '_drops_closed_loop_errors', False):
-    previous_excepthook = sys.excepthook
-
-    def excepthook(exc_type, exc, tb):
-      if not _closed_loop_error(exc):
-        previous_excepthook(exc_type, exc, tb)
-
-    excepthook._drops_closed_loop_errors = True  # pylint: disable=protected-access
-    sys.excepthook = excepthook
-  if not getattr(sys.unraisablehook, '_drops_closed_loop_errors', False):
-    previous_unraisablehook = sys.unraisablehook
-
-    def unraisablehook(unraisable):
-      if not _closed_loop_error(unraisable.exc_value):
-        previous_unraisablehook(unraisable)
-
-    unraisablehook._drops_closed_loop_errors = True  # pylint: disable=protected-access
-    sys.unraisablehook = unraisablehook
-
-
 def _unreadable(manager, step: int, e: BaseException) -> UnreadableCheckpointError:
-  others = [s for s in complete_steps(manager) if s != step]
+  others = [s for s in checkpoint_files.complete_steps(manager) if s != step]
   return UnreadableCheckpointError(
       f'Checkpoint step {step} in {manager.directory} cannot be read ({_first_line(e)}). Other '
       f'saved steps: {others or "none"}'
@@ -420,7 +352,7 @@ def restore_newest_readable(manager: ocp.CheckpointManager, config, model, *,
   there (never deleted) so that the manager no longer lists it. Incompatible checkpoints raise.
   """
   skipped = []
-  for step in reversed(complete_steps(manager)):
+  for step in reversed(checkpoint_files.complete_steps(manager)):
     try:
       state = restore_state(manager, config, model, step)
     except UnreadableCheckpointError as e:

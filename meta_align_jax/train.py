@@ -18,12 +18,12 @@ leaves the workdir's config.json as it was: the config is written (atomically) w
 checkpoint. Resume skips (and moves aside, never deletes) a latest checkpoint that cannot be read,
 saying why, and continues from the newest one that restores.
 
-Console: one progress line per log step (losses, steps/s, ETA), a short parameter summary (the
-full table goes to WORKDIR/parameters.txt). metrics.jsonl and the TensorBoard events are flushed
-at every log step, so a running job can be followed and a killed one keeps what it logged. Metrics stay on the device until
-they are logged (every `config.train.log_every` steps) or a checkpoint is due, so the loop does
-not wait on the device every step; every step's metrics are checked before a checkpoint is
-written, so a checkpoint never holds a state that went non-finite.
+Metrics stay on the device until they are logged (every `config.train.log_every` steps) or a
+checkpoint is due, so the loop does not wait on the device every step; every step's metrics are
+checked before a checkpoint is written, so a checkpoint never holds a state that went non-finite.
+metrics.jsonl and the TensorBoard events are flushed at every log step, so a running job can be
+followed and a killed one keeps what it logged. Console: one progress line per log step (losses,
+steps/s, ETA) and a one-line parameter summary (the full table goes to WORKDIR/parameters.txt).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class MetricWindow:
 
 
 def make_writer(workdir: str, *, resume_step: int) -> metric_writers.MetricWriter:
-  """TensorBoard events + metrics.jsonl (process 0 only; the console gets `_progress` lines)."""
+  """TensorBoard events + metrics.jsonl (process 0 only; the console gets `Progress` lines)."""
   writers = []
   if jax.process_index() == 0:
     if clu_compat.HAVE_TENSORFLOW:
@@ -307,8 +307,7 @@ def _train(config, workdir, model, data, *, jit_cache: dict) -> RunResult:
   try:
     return _loop(config, model, state, train_iter, manager, writer, val, write_config)
   finally:
-    manager.wait_until_finished()
-    manager.close()
+    checkpoint_lib.close_manager(manager)
     writer.flush()
     writer.close()
 

@@ -75,7 +75,7 @@ def _worker_kill_during_cleanup(workdir):
 
   for step in (1, 2, 3):
     if step == 3:
-      checkpoint.shutil.rmtree = rmtree_then_die
+      shutil.rmtree = rmtree_then_die   # (Orbax's own deletion is a rename: never reached)
     checkpoint.save(manager, state.replace(step=np.int32(step)))
     manager.wait_until_finished()
   manager.close()
