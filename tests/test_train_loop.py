@@ -2,8 +2,9 @@
 
 Batches come from `FakeData` (tests/fakes.py), an in-memory stand-in for `meta_align_jax.data`
 with the data contract's shapes whose batch for step s is a pure function of (seed, s); it is
-passed to the library through its `data=` seam. One test runs the real `synthetic_concepts` pipeline through
-`launch/run.py` and is skipped when the data package is not there.
+passed to the library through its `data=` seam. One test runs the real `synthetic_concepts`
+pipeline through `launch/run.py` (console output, --mode eval, a read-only workdir) and is skipped
+when the data package is not there.
 
 Run from the repository root: `python -m pytest tests/test_train_loop.py`.
 """
@@ -354,13 +355,40 @@ def test_cli_on_synthetic_concepts(tmp_path):
                        text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert f'Wrote {workdir}' in out.stdout and 'accuracy' in out.stdout and 'R@1' in out.stdout
-  assert 'steps/s' in out.stderr and 'ETA' in out.stderr and 'Parameters' in out.stderr
+  lines = out.stderr.splitlines()
+  progress = [line for line in lines if 'steps/s' in line]
+  assert len(progress) == 3 and all('ETA' in line for line in progress)   # steps 2, 4, 6
+  assert len([line for line in lines if 'Parameters: ' in line]) == 1   # a one-line summary
+  assert os.path.getsize(os.path.join(workdir, train.PARAMETERS_FILE)) > 0   # the full table
+  warned = [line for line in lines if line.startswith(('W', 'E')) or 'Warning' in line]
+  assert not warned, warned   # a clean run warns about nothing
   results = json.load(open(os.path.join(workdir, 'eval_results.json')))
   assert results['num_episodes'] == 6 and results['checkpoint_step'] in (3, 6)
   out = subprocess.run(run_py + ['--workdir', workdir, '--mode', 'eval', '--eval_checkpoint', '3'],
                        env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert json.load(open(os.path.join(workdir, 'eval_results.json')))['checkpoint_step'] == 3
+  # A read-only workdir: evaluated and printed, nothing written, exit 0.
+  if not _make_read_only(workdir):
+    return
+  try:
+    out = subprocess.run(run_py + ['--workdir', workdir, '--mode', 'eval',
+                                   '--eval_checkpoint', '6'],
+                         env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
+  finally:
+    _make_read_only(workdir, undo=True)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert 'accuracy' in out.stdout and 'step 6' in out.stdout and 'read-only' in out.stderr
+  assert json.load(open(os.path.join(workdir, 'eval_results.json')))['checkpoint_step'] == 3
+
+
+def _make_read_only(path, undo=False) -> bool:
+  """chmod for users; root ignores permissions, so it gets the immutable attribute (chattr)."""
+  if os.geteuid() != 0:
+    os.chmod(path, 0o755 if undo else 0o555)
+    return True
+  return subprocess.run(['chattr', '-i' if undo else '+i', path],
+                        capture_output=True).returncode == 0
 
 
 if __name__ == '__main__':
