@@ -99,6 +99,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.execution.inner_peel = True        # first inner step outside the scan: shared weights there
   c.execution.map_encoders = ()        # sides ('source'/'target') whose encoder runs as a lax.map
                                        # over vmapped tasks (ungrouped convs; models/registry.py)
+  c.execution.deterministic = False    # bit-reproducible GPU runs: launch/run.py sets XLA_FLAGS=
+                                       # --xla_gpu_deterministic_ops=true (deterministic kernels,
+                                       # no autotuning) before JAX starts; slower on GPU
+                                       # (meta_align_jax/determinism.py)
 
   # --- Training loop.
   c.train = ml_collections.ConfigDict()

@@ -9,24 +9,36 @@ r"""Command line entry point: parses flags and calls the library. The only file 
 Rerunning a command on the same --workdir resumes from its latest checkpoint. --mode eval without
 --config evaluates with the config saved in the workdir. Exit status: 0 when done, 128 + signal
 number when SIGTERM/SIGINT stopped training after saving a checkpoint.
+
+Config fields: see configs/default.py (every field, with a comment); `--print_config` prints the
+resolved config (after --config.<field>=... overrides) and exits. `--helpfull` lists every flag.
+Help and --print_config import neither JAX's backend nor TensorFlow, so they answer at once.
+
+Set config.execution.deterministic=True for bit-reproducible GPU runs (slower): XLA_FLAGS gets
+--xla_gpu_deterministic_ops=true before JAX starts (meta_align_jax/determinism.py).
 """
 
 import logging as std_logging
 import os
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# Only what parsing flags needs is imported here: the library (JAX, clu, TensorFlow) is imported
+# in main(), after --helpfull / --print_config have had their chance to answer quickly.
 from absl import app, flags, logging  # noqa: E402
-import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
-
-from meta_align_jax import checkpoint, evaluate, train  # noqa: E402
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                'configs', 'default.py')
-_CONFIG = config_flags.DEFINE_config_file('config', _DEFAULT_CONFIG, 'Experiment config file.')
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', _DEFAULT_CONFIG, 'Experiment config file (a python file with get_config()); every '
+    'field is documented in configs/default.py. Override fields with --config.<group>.<field>='
+    'value, e.g. --config.train.num_steps=100; --print_config shows the result.')
+_PRINT_CONFIG = flags.DEFINE_bool('print_config', False,
+                                  'Print the resolved config (with overrides) and exit.')
 _WORKDIR = flags.DEFINE_string('workdir', None,
                                 'Work directory (default: a fresh ./runs/<config>-<time>).')
 _MODE = flags.DEFINE_enum('mode', 'train_and_eval', ['train', 'eval', 'train_and_eval'],
@@ -48,6 +60,7 @@ def _workdir() -> str:
 
 
 def _config(workdir):
+  from meta_align_jax import checkpoint  # pylint: disable=g-import-not-at-top
   if _MODE.value == 'eval' and not flags.FLAGS['config'].present:
     saved = checkpoint.load_config(workdir)
     if saved is None:
@@ -56,30 +69,70 @@ def _config(workdir):
   return _CONFIG.value
 
 
+def _check_eval_workdir(config, workdir) -> bool:
+  """--mode eval: the checkpoint exists (before any data is built); returns whether the workdir
+  is writable (when not, results are printed and not written)."""
+  from meta_align_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(workdir):
+    raise app.UsageError(f'--workdir {workdir} does not exist: train first (--mode train).')
+  manager = checkpoint.make_manager(workdir, config, read_only=True)
+  try:
+    checkpoint.resolve_step(manager, _EVAL_CHECKPOINT.value)
+  finally:
+    manager.close()
+  writable = _can_write(workdir)
+  if not writable:
+    logging.warning('%s is read-only: the results are printed, not written to it.', workdir)
+  return writable
+
+
+def _can_write(workdir) -> bool:
+  """Tries it: os.access says yes to root even on an immutable or read-only directory."""
+  try:
+    with tempfile.NamedTemporaryFile(dir=workdir, prefix='.write-check-'):
+      return True
+  except OSError:
+    return False
+
+
 class _QuietLibraries:
-  """Log filter: Orbax reports every step of every save at INFO; keep its warnings only."""
+  """Log filter: Orbax reports every step of every save at INFO, and warns that a manager opened
+  read-only (to evaluate) is read-only; keep its other warnings only."""
 
   def filter(self, record) -> bool:
+    if f'{os.sep}orbax{os.sep}' not in record.pathname:
+      return True
     return (record.levelno >= std_logging.WARNING
-            or f'{os.sep}orbax{os.sep}' not in record.pathname)
+            and not str(record.msg).startswith('Given directory is read only'))
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if _PRINT_CONFIG.value:
+    print(_CONFIG.value)
+    return
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')   # TensorFlow's start-up INFO lines
+  workdir = _workdir()
+  config = _config(workdir)
+  # Before JAX starts its backend (nothing so far has computed anything): XLA reads XLA_FLAGS once.
+  from meta_align_jax import determinism  # pylint: disable=g-import-not-at-top
+  os.environ.update(determinism.deterministic_env(config))
+  import jax  # pylint: disable=g-import-not-at-top
+  from meta_align_jax import evaluate, train  # pylint: disable=g-import-not-at-top
   logging.get_absl_logger().addFilter(_QuietLibraries())
   if os.environ.get('JAX_COORDINATOR_ADDRESS'):
     jax.distributed.initialize()
-  workdir = _workdir()
-  config = _config(workdir)
   logging.info('Work directory: %s', os.path.abspath(workdir))
   data = None
   if _EXPORTED.value:
     from meta_align_jax.feeds import exported  # pylint: disable=g-import-not-at-top
     data = exported.ExportedData(_EXPORTED.value)
   if _MODE.value == 'eval':
-    run = train.RunResult(step=0, num_steps=0, eval_results=evaluate.evaluate(
-        config, workdir, checkpoint=_EVAL_CHECKPOINT.value, data=data))
+    writable = _check_eval_workdir(config, workdir)
+    results = evaluate.evaluate(config, workdir, checkpoint=_EVAL_CHECKPOINT.value, data=data,
+                                write=writable)
+    run = train.RunResult(step=0, num_steps=0, eval_results=results)
   elif _MODE.value == 'train':
     run = train.train(config, workdir, data=data)
   else:

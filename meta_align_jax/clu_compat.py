@@ -10,9 +10,12 @@ writes logs and metrics.jsonl only (`HAVE_TENSORFLOW`).
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 
+# clu's writers import TensorFlow, whose C++ start-up lines (oneDNN notices) would greet every run.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 
 
 def _have_tensorflow() -> bool:

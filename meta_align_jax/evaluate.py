@@ -278,7 +278,7 @@ def write_episode_accuracies(workdir: str, accuracies) -> str:
 
 
 def evaluate(config, workdir: str, *, checkpoint='best', data=None, evaluators=None,
-             writer=None) -> dict:
+             writer=None, write: bool = True) -> dict:
   """Evaluates a checkpoint of `workdir` on `config.eval.split`; writes eval_results.json.
 
   The accuracy of every meta-test episode goes to episode_accuracies.npy beside it (EPISODES_FILE).
@@ -292,6 +292,7 @@ def evaluate(config, workdir: str, *, checkpoint='best', data=None, evaluators=N
     data: the data pipeline (see `data_api`).
     evaluators: prebuilt evaluators (from `make_evaluators`), to reuse compiled functions.
     writer: an optional clu MetricWriter for `<split>/...` scalars at the checkpoint's step.
+    write: False evaluates without writing anything to `workdir` (e.g. a read-only one).
 
   Returns:
     The results dict written to eval_results.json.
@@ -299,14 +300,16 @@ def evaluate(config, workdir: str, *, checkpoint='best', data=None, evaluators=N
   checkpoint_lib.check_compatible(workdir, config)
   model = registry.build_model(config)
   split = config.eval.split
-  if evaluators is None:
-    evaluators = make_evaluators(config, model, data_api(data), split=split, workdir=workdir)
+  # The checkpoint first: a workdir without one fails before any data is built.
   manager = checkpoint_lib.make_manager(workdir, config, read_only=True)
   try:
     step = checkpoint_lib.resolve_step(manager, checkpoint)
     state = checkpoint_lib.restore_state(manager, config, model, step)
   finally:
     manager.close()
+  if evaluators is None:
+    evaluators = make_evaluators(config, model, data_api(data), split=split,
+                                 workdir=workdir if write else None)
   e = config.eval
   results = {
       'split': split, 'checkpoint': str(checkpoint), 'checkpoint_step': step,
@@ -317,6 +320,8 @@ def evaluate(config, workdir: str, *, checkpoint='best', data=None, evaluators=N
   # Per-episode accuracies of the (first) evaluator that keeps them: few_shot's.
   episodes = next((e.last_episode_accuracies for e in evaluators.values()
                    if getattr(e, 'last_episode_accuracies', None) is not None), None)
+  if not write:
+    return results
   if episodes is not None and jax.process_index() == 0:
     write_episode_accuracies(workdir, episodes)   # before eval_results.json marks the run done
   write_results(workdir, results)

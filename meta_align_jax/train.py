@@ -12,10 +12,18 @@ with a checkpoint saved, skipping any meta-validation then due so that a preempt
 quickly (a second SIGINT interrupts at once).
 
 Guard rails: the config and the data are checked before anything compiles; a non-finite loss or
-gradient stops the run with FloatingPointError naming the step. Metrics stay on the device until
-they are logged (every `config.train.log_every` steps) or a checkpoint is due, so the loop does
-not wait on the device every step; every step's metrics are checked before a checkpoint is
-written, so a checkpoint never holds a state that went non-finite.
+gradient stops the run with FloatingPointError naming the step. One run at a time per workdir
+(`workdir_lock`); a run refused by a check or stopped by the NaN guard before its first checkpoint
+leaves the workdir's config.json as it was: the config is written (atomically) with the run's first
+checkpoint. Resume skips (and moves aside, never deletes) a latest checkpoint that cannot be read,
+saying why, and continues from the newest one that restores.
+
+Metrics stay on the device until they are logged (every `config.train.log_every` steps) or a
+checkpoint is due, so the loop does not wait on the device every step; every step's metrics are
+checked before a checkpoint is written, so a checkpoint never holds a state that went non-finite.
+metrics.jsonl and the TensorBoard events are flushed at every log step, so a running job can be
+followed and a killed one keeps what it logged. Console: one progress line per log step (losses,
+steps/s, ETA) and a one-line parameter summary (the full table goes to WORKDIR/parameters.txt).
 """
 
 from __future__ import annotations
@@ -23,22 +31,25 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import threading
 import time
 
 import jax
 import numpy as np
 from absl import logging
 from meta_align_jax import clu_compat  # before clu: its writers import TensorFlow  # noqa: I001
-from clu import metric_writers, parameter_overview, periodic_actions
+from clu import metric_writers, parameter_overview
 
 from meta_align_jax import checkpoint as checkpoint_lib
+from meta_align_jax import determinism
 from meta_align_jax import evaluate as evaluate_lib
-from meta_align_jax import parallel, validation
+from meta_align_jax import parallel, validation, workdir_lock
 from meta_align_jax import train_step as train_step_lib
 from meta_align_jax.io import METRICS_FILE
 from meta_align_jax.jsonl_writer import JsonlWriter
+from meta_align_jax.stop_signals import StopOnSignal
 from meta_align_jax.models import registry
+
+PARAMETERS_FILE = 'parameters.txt'
 
 
 @dataclasses.dataclass
@@ -65,7 +76,10 @@ def _nonnegative(config, name, minimum=0):
 
 def check_loop_config(config) -> None:
   """The loop's own fields (the core's are `validation.check_config`'s); errors name the field."""
-  _nonnegative(config, 'num_steps')
+  if isinstance(config.train.num_steps, (int, np.integer)) and config.train.num_steps == 0:
+    raise ValueError('config.train.num_steps=0: nothing to train. Set it to the number of steps '
+                     'to train (or --mode eval to evaluate a trained workdir).')
+  _nonnegative(config, 'num_steps', 1)
   _nonnegative(config, 'log_every', 1)
   _nonnegative(config, 'checkpoint_every')
   _nonnegative(config, 'eval_every')
@@ -76,6 +90,23 @@ def check_loop_config(config) -> None:
     raise ValueError(f"config.eval.split={config.eval.split!r}: use 'val' or 'test' (or 'train').")
   if not isinstance(config.seed, (int, np.integer)):
     raise ValueError(f'config.seed={config.seed!r}: must be an integer.')
+  for name in ('data_dir', 'manual_dir'):
+    check_dir_field(f'config.data.{name}', config.data.get(name, ''))
+  determinism.check_execution_env(config)
+
+
+def check_dir_field(field: str, value) -> None:
+  """A directory field: '' (the default) or a path; a relative one must exist (so that a typo such
+  as `data_dir=5` does not start a dataset build in ./5); an absolute one is created if needed."""
+  if not isinstance(value, str):
+    raise ValueError(f'{field}={value!r}: must be a directory path (a string), or \'\' for the '
+                     'default.')
+  path = os.path.expanduser(value)
+  if value and os.path.exists(path) and not os.path.isdir(path):
+    raise ValueError(f'{field}={value!r} is a file, not a directory.')
+  if value and not os.path.isabs(path) and not os.path.isdir(path):
+    raise ValueError(f'{field}={value!r}: no directory {os.path.abspath(path)}. Give an absolute '
+                     "path (created if needed), an existing directory, or '' for the default.")
 
 
 def check_splits(config, splits: dict) -> None:
@@ -94,41 +125,6 @@ def check_splits(config, splits: dict) -> None:
                        'lower it or move classes into that split.')
   # config.data.target_train_classes against the meta-train classes.
   validation.check_target_train_classes(config, len(splits.get('train', ())))
-
-
-# --------------------------------------------------------------------------- signals
-
-
-class StopOnSignal:
-  """Turns SIGTERM/SIGINT into a request the loop honours at the next step boundary.
-
-  A second SIGINT raises KeyboardInterrupt at once. Handlers are installed only in the main
-  thread (Python allows no other) and the previous ones are put back on exit.
-  """
-
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self):
-    self.signum: int | None = None
-    self._previous = {}
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.signum is not None and signum == signal.SIGINT:
-      raise KeyboardInterrupt
-    self.signum = signum
-    logging.warning('Received %s: saving a checkpoint after this step, then stopping.',
-                    signal.Signals(signum).name)
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-    return self
-
-  def __exit__(self, *exc):
-    for s, handler in self._previous.items():
-      signal.signal(s, handler)
-    return False
 
 
 # --------------------------------------------------------------------------- metrics
@@ -175,17 +171,17 @@ class MetricWindow:
 
 
 def make_writer(workdir: str, *, resume_step: int) -> metric_writers.MetricWriter:
-  """Logging + TensorBoard (clu's default writer) + metrics.jsonl; only process 0 writes files."""
-  primary = jax.process_index() == 0
-  if clu_compat.HAVE_TENSORFLOW:
-    from meta_align_jax.data import tfsetup  # pylint: disable=g-import-not-at-top
-    tfsetup.configure()   # clu's TensorBoard writer runs TensorFlow: keep it off the accelerators
-    writers = [metric_writers.create_default_writer(workdir, just_logging=not primary)]
-  else:   # e.g. a GPU machine training from an exported bundle
-    logging.warning('TensorFlow is not installed: no TensorBoard events; metrics go to the log '
-                    'and to %s.', METRICS_FILE)
-    writers = [metric_writers.LoggingWriter()]
-  if primary:
+  """TensorBoard events + metrics.jsonl (process 0 only; the console gets `Progress` lines)."""
+  writers = []
+  if jax.process_index() == 0:
+    if clu_compat.HAVE_TENSORFLOW:
+      from meta_align_jax.data import tfsetup  # pylint: disable=g-import-not-at-top
+      tfsetup.configure()   # clu's TensorBoard writer runs TensorFlow: keep it off the accelerators
+      from clu.metric_writers import summary_writer  # pylint: disable=g-import-not-at-top
+      writers.append(summary_writer.SummaryWriter(workdir))
+    else:   # e.g. a GPU machine training from an exported bundle
+      logging.info('TensorFlow is not installed: no TensorBoard events; metrics go to %s.',
+                   METRICS_FILE)
     writers.append(JsonlWriter(os.path.join(workdir, METRICS_FILE), resume_step=resume_step))
   return metric_writers.MultiWriter(writers)
 
@@ -193,27 +189,64 @@ def make_writer(workdir: str, *, resume_step: int) -> metric_writers.MetricWrite
 # --------------------------------------------------------------------------- the loop
 
 
-def _initial_state(manager, config, model) -> train_step_lib.TrainState:
-  if manager.latest_step() is not None:
-    state = checkpoint_lib.restore_state(manager, config, model, 'latest')
+def _initial_state(manager, config, model, workdir):
+  """The state to start from (the newest readable checkpoint, else a fresh init) and the manager
+  (a new one when unreadable steps were moved aside)."""
+  if checkpoint_lib.complete_steps(manager):
+    state, skipped = checkpoint_lib.restore_newest_readable(
+        manager, config, model, set_aside=os.path.join(workdir, checkpoint_lib.UNREADABLE_DIR))
+    if skipped:
+      manager.close()
+      manager = checkpoint_lib.make_manager(workdir, config)
     logging.info('Resuming from the checkpoint of step %d in %s.', int(state.step),
                  manager.directory)
-    return state
+    return state, manager
   return jax.device_get(
-      train_step_lib.init_train_state(config, model, jax.random.key(config.seed)))
+      train_step_lib.init_train_state(config, model, jax.random.key(config.seed))), manager
 
 
-def _log_setup(config, params) -> None:
-  logging.info('Process %d of %d; devices: %s', jax.process_index(), jax.process_count(),
-               jax.devices())
-  logging.info('Local devices: %s; parallel: %s; task batching, inner loop: %s',
-               jax.local_devices(), parallel.resolve_parallel(config),
-               parallel.resolve_execution(config))
-  parameter_overview.log_parameter_overview(params, msg='Parameters')
+def _parameter_summary(params) -> str:
+  groups = {k: sum(int(np.size(x)) for x in jax.tree.leaves(v)) for k, v in params.items()}
+  total = sum(groups.values())
+  parts = ', '.join(f'{k} {n:,}' for k, n in groups.items())
+  return f'Parameters: {total:,} ({parts})'
+
+
+def _log_setup(config, params, workdir) -> None:
+  logging.info('Process %d of %d; local devices: %s; parallel: %s; task batching, inner loop: %s',
+               jax.process_index(), jax.process_count(), jax.local_devices(),
+               parallel.resolve_parallel(config), parallel.resolve_execution(config))
+  path = os.path.join(workdir, PARAMETERS_FILE)
+  if jax.process_index() == 0:
+    checkpoint_lib.write_atomic(path, parameter_overview.get_parameter_overview(params) + '\n')
+  logging.info('%s; the full table is in %s.', _parameter_summary(params), path)
 
 
 def _due(step: int, every: int, last: bool) -> bool:
   return last or bool(every and step % every == 0)
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+class Progress:
+  """One console line per log step: losses, steps/s over the window and the ETA."""
+
+  def __init__(self, num_steps: int):
+    self.num_steps = num_steps
+
+  def __call__(self, step: int, scalars: dict) -> None:
+    step_time = scalars.get('train/step_time')
+    speed = eta = ''
+    if step_time:
+      speed = f' | {1.0 / step_time:.2f} steps/s'
+      eta = f', ETA {_duration((self.num_steps - step) * step_time)}'
+    losses = ', '.join(f'{k[len("train/"):]} {v:.4f}' for k, v in scalars.items()
+                       if k.startswith('train/') and k.endswith('loss'))
+    logging.info('Step %d/%d (%d%%): %s%s%s', step, self.num_steps,
+                 100 * step // self.num_steps, losses, speed, eta)
 
 
 def prepare(config, workdir: str, data):
@@ -231,6 +264,10 @@ def prepare(config, workdir: str, data):
   return model
 
 
+def _lock(workdir: str):
+  return workdir_lock.hold(workdir, primary=jax.process_index() == 0)
+
+
 def train(config, workdir: str, *, data=None) -> RunResult:
   """Trains (or resumes) `config` in `workdir` up to `config.train.num_steps`.
 
@@ -245,9 +282,12 @@ def train(config, workdir: str, *, data=None) -> RunResult:
   Raises:
     ValueError: an invalid config (naming the field) or a workdir trained with an incompatible one.
     FloatingPointError: the loss or gradient went NaN/Inf (naming the step).
+    workdir_lock.WorkdirLockedError: another run is training in `workdir`.
   """
   data = evaluate_lib.data_api(data)
-  return _train(config, workdir, prepare(config, workdir, data), data, jit_cache={})
+  check_loop_config(config)   # cheap checks before taking the lock
+  with _lock(workdir):
+    return _train(config, workdir, prepare(config, workdir, data), data, jit_cache={})
 
 
 def _train(config, workdir, model, data, *, jit_cache: dict) -> RunResult:
@@ -257,22 +297,22 @@ def _train(config, workdir, model, data, *, jit_cache: dict) -> RunResult:
                                         num_episodes=config.train.val_episodes,
                                         jit_cache=jit_cache)
   manager = checkpoint_lib.make_manager(workdir, config)
-  state = _initial_state(manager, config, model)
+  state, manager = _initial_state(manager, config, model, workdir)
   start = int(state.step)
-  checkpoint_lib.write_config(workdir, config)
   train_iter = data.make_train_iterator(config, start_step=start, workdir=workdir)
-  _log_setup(config, state.params)
+  _log_setup(config, state.params, workdir)
   writer = make_writer(workdir, resume_step=start)
+  # config.json describes the workdir's checkpoints: it is replaced only when this run saves one.
+  write_config = lambda: checkpoint_lib.write_config(workdir, config)
   try:
-    return _loop(config, model, state, train_iter, manager, writer, val)
+    return _loop(config, model, state, train_iter, manager, writer, val, write_config)
   finally:
-    manager.wait_until_finished()
-    manager.close()
+    checkpoint_lib.close_manager(manager)
     writer.flush()
     writer.close()
 
 
-def _loop(config, model, state, train_iter, manager, writer, val) -> RunResult:
+def _loop(config, model, state, train_iter, manager, writer, val, write_config) -> RunResult:
   t = config.train
   num_steps, start = int(t.num_steps), int(state.step)
   step_fn = train_step_lib.make_train_step(config, model)
@@ -283,11 +323,11 @@ def _loop(config, model, state, train_iter, manager, writer, val) -> RunResult:
   window = MetricWindow()
   # Progress is reported right after the metrics are fetched at log steps: before that the loop
   # only dispatches work, so timing it would measure dispatch, not training.
-  report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
-                                           every_secs=None, every_steps=t.log_every)
+  progress = Progress(num_steps)
   if start >= num_steps:
     logging.info('Already trained to step %d of %d.', start, num_steps)
   step = start
+  config_written = False
   with StopOnSignal() as stop:
     for step in range(start + 1, num_steps + 1):
       state, metrics = step_fn(state, next(train_iter), rng)
@@ -295,8 +335,12 @@ def _loop(config, model, state, train_iter, manager, writer, val) -> RunResult:
       stopping = stop.signum is not None
       last = step == num_steps or stopping
       if _due(step, t.log_every, last):
-        writer.write_scalars(step, window.summary())
-      report(step)
+        scalars = window.summary()
+        if scalars.get('train/step_time'):
+          scalars['train/steps_per_sec'] = 1.0 / scalars['train/step_time']
+        writer.write_scalars(step, scalars)
+        writer.flush()   # a running job can be followed; a killed one keeps what it logged
+        progress(step, scalars)
       # A stop request skips meta-validation: preemption grace periods are short.
       validate = val is not None and not stopping and _due(step, t.eval_every, step == num_steps)
       if validate or _due(step, t.checkpoint_every, last):
@@ -304,14 +348,16 @@ def _loop(config, model, state, train_iter, manager, writer, val) -> RunResult:
         host = unreplicated(state)
         metrics = {}
         if validate:
-          with report.timed('meta-val', wait_jax_async_dispatch=False):
-            scores = val(host.params)
+          scores = val(host.params)
           writer.write_scalars(step, evaluate_lib.flat_scalars(scores, 'val'))
+          writer.flush()
           logging.info('Step %d: meta-val accuracy %.4f +/- %.4f', step,
                        scores['accuracy_mean'], scores['accuracy_ci95'])
           metrics = {checkpoint_lib.VAL_METRIC: scores['accuracy_mean']}
-        with report.timed('checkpoint', wait_jax_async_dispatch=False):
-          checkpoint_lib.save(manager, host, metrics=metrics)
+        if not config_written:
+          write_config()
+          config_written = True
+        checkpoint_lib.save(manager, host, metrics=metrics)
       if stopping:   # (a signal that came later in this iteration stops the next one)
         logging.warning('Stopped by %s at step %d; checkpoint saved in %s.',
                         signal.Signals(stop.signum).name, step, manager.directory)
@@ -327,12 +373,14 @@ def train_and_evaluate(config, workdir: str, *, data=None, checkpoint='best') ->
   None when a signal stopped training (a checkpoint was saved; run again to resume).
   """
   data = evaluate_lib.data_api(data)
-  model = prepare(config, workdir, data)
-  jit_cache = {}   # meta-val and meta-test evaluation share their compiled functions
-  evaluators = evaluate_lib.make_evaluators(config, model, data, split=config.eval.split,
-                                            workdir=workdir, jit_cache=jit_cache)
-  result = _train(config, workdir, model, data, jit_cache=jit_cache)
-  if result.finished:
-    result.eval_results = evaluate_lib.evaluate(config, workdir, checkpoint=checkpoint, data=data,
-                                                evaluators=evaluators)
+  check_loop_config(config)   # cheap checks before taking the lock
+  with _lock(workdir):
+    model = prepare(config, workdir, data)
+    jit_cache = {}   # meta-val and meta-test evaluation share their compiled functions
+    evaluators = evaluate_lib.make_evaluators(config, model, data, split=config.eval.split,
+                                              workdir=workdir, jit_cache=jit_cache)
+    result = _train(config, workdir, model, data, jit_cache=jit_cache)
+    if result.finished:
+      result.eval_results = evaluate_lib.evaluate(config, workdir, checkpoint=checkpoint,
+                                                  data=data, evaluators=evaluators)
   return result

@@ -16,7 +16,12 @@ Every function that needs data also takes `sources=Sources(source=..., target=..
 in-memory `ModalityData` instead of loading the datasets `config.data` names (`load_sources`).
 A new dataset is one TFDS builder class registered with `@registry.register(name)` in
 `data/builders/` (imported by `builders/__init__.py`).
+
+Importing this package registers its TFDS builders (`meta_align_jax.data.builders`), so that
+`tfds.builder('synthetic_concepts')` works after `import meta_align_jax.data`.
 """
+
+from meta_align_jax.data import builders  # noqa: F401  (registers the TFDS builders)
 
 from meta_align_jax.data.episodes import make_train_iterator
 from meta_align_jax.data.evaluation import make_eval_episodes

@@ -9,9 +9,11 @@ before any work starts, naming the path and what is missing when it is not there
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 import pathlib
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -22,6 +24,27 @@ from meta_align_jax.data.tfsetup import tfds
 DIGIT_NAMES = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
 VOCAB_KEY = 'vocabulary'
 _READ_MARGIN_S = 0.25
+
+
+@contextlib.contextmanager
+def map_in_processes(fn: Callable, jobs: list, num_workers: int) -> Iterator:
+  """`map(fn, jobs)` in order, in `num_workers` worker processes (0 or 1: in this process).
+
+  The workers come from a fork server (Python's 'forkserver' start method), not from forking
+  this process: a dataset is often built on first use, after JAX has started its threads, and
+  forking a multithreaded process can deadlock the child (JAX warns about it). The server is a
+  fresh interpreter that imports `fn`'s module once (`set_forkserver_preload`), so each worker
+  starts at once. `fn` must be a module-level function.
+  """
+  if num_workers <= 1 or len(jobs) <= 1:
+    yield map(fn, jobs)
+    return
+  method = 'forkserver' if 'forkserver' in multiprocessing.get_all_start_methods() else 'spawn'
+  context = multiprocessing.get_context(method)
+  if method == 'forkserver':
+    context.set_forkserver_preload([fn.__module__])
+  with context.Pool(min(num_workers, len(jobs))) as pool:
+    yield pool.imap(fn, jobs, chunksize=1)
 
 
 class ManualDirError(FileNotFoundError):

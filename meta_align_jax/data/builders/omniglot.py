@@ -90,6 +90,21 @@ def decode(png: bytes) -> np.ndarray:
   return _common.fit_image(image, (SIZE, SIZE), 'L')
 
 
+class CorruptMemberError(ValueError):
+  """An image inside an Omniglot zip cannot be read or decoded."""
+
+
+def read_member(archive: zipfile.ZipFile, m: Member) -> np.ndarray:
+  """`decode` of one zip member; a bad one raises CorruptMemberError naming the zip and member."""
+  try:
+    return decode(archive.read(m.member))
+  except Exception as e:  # pylint: disable=broad-except  (PIL raises OSError, SyntaxError, zlib...)
+    raise CorruptMemberError(
+        f'omniglot: {m.zip_path} member {m.member!r} cannot be decoded as a PNG '
+        f'({type(e).__name__}: {e}). Replace the zip with an intact copy (download it again) and '
+        'prepare the dataset again.') from e
+
+
 @registry.register('omniglot')
 class Omniglot28(tfds.core.GeneratorBasedBuilder):
   """Omniglot characters: 'image' uint8 `[28, 28, 1]`, label '<Alphabet>/characterNN'."""
@@ -144,7 +159,7 @@ class Omniglot28(tfds.core.GeneratorBasedBuilder):
         if m.zip_path not in archives:
           archives[m.zip_path] = zipfile.ZipFile(m.zip_path)
         yield m.member, {
-            'image': decode(archives[m.zip_path].read(m.member)),
+            'image': read_member(archives[m.zip_path], m),
             'label': label_feature.str2int(m.label),
             'example_id': example_id,
             'alphabet': m.alphabet,

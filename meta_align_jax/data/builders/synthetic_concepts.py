@@ -12,7 +12,7 @@ which gives 2 x 6 x 4 x 6 = 288 classes named 'size colour pattern shape', e.g.
 for meta-testing are new combinations of familiar attributes. The data is generated offline from
 a seed; nothing is downloaded. The `default` config makes 20 examples per class (5,760 examples,
 110 MB) in about a minute on 2 CPU cores: 64 s measured on a 2-core machine while another job kept
-one core busy (86 CPU-seconds in all, spread over `num_workers` forked processes). `small` (16
+one core busy (86 CPU-seconds in all, spread over `num_workers` worker processes). `small` (16
 classes x 4 examples, about 2 s) is for tests.
 
 Each example (one instance of one concept) exists in every modality, and each modality is
@@ -79,10 +79,8 @@ A different seed or attribute subset is a new config:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
-import multiprocessing
 import os
 from typing import Iterator, NamedTuple, Sequence
 
@@ -91,6 +89,7 @@ import threadpoolctl
 
 from meta_align_jax.data import features
 from meta_align_jax.data import registry
+from meta_align_jax.data.builders import _common
 from meta_align_jax.data.builders import _espeak
 from meta_align_jax.data.builders._espeak import EspeakNG
 from meta_align_jax.data.tfsetup import tfds
@@ -639,19 +638,7 @@ class SyntheticConcepts(tfds.core.GeneratorBasedBuilder):
           yield int(example['example_id']), {**example, 'label': labels[concept]}
 
 
-@contextlib.contextmanager
-def _map(fn, jobs: list, num_workers: int):
-  """`map(fn, jobs)` in order, in `num_workers` forked processes (0 or 1: in this process).
-
-  Workers are forked (not spawned) so that they start at once, without re-importing TensorFlow;
-  they only run numpy, librosa and eSpeak NG.
-  """
-  if num_workers <= 1 or len(jobs) <= 1 or 'fork' not in multiprocessing.get_all_start_methods():
-    yield map(fn, jobs)
-    return
-  context = multiprocessing.get_context('fork')
-  with context.Pool(min(num_workers, len(jobs))) as pool:
-    yield pool.imap(fn, jobs, chunksize=1)
+_map = _common.map_in_processes   # workers from a fork server: no fork after JAX has started
 
 
 _SHORT_DESCRIPTION = (
