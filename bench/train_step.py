@@ -130,7 +130,7 @@ def count_jaxpr(jaxpr, mult: float = 1.0, acc=None):
       per_out = _size(rhs) / rhs.shape[out_features_dim]
       flops = 2.0 * _size(eqn.outvars[0].aval) * per_out
     elif name == 'pallas_call' and _pallas_name(eqn) in ('shift_gemm', 'shift_wgrad'):
-      # The implicit-GEMM convolution's kernels (models/pallas_conv.py): taps x C x O
+      # The implicit-GEMM convolution's kernels (fast/pallas_conv.py): taps x C x O
       # multiply-adds per row of the padded grid (its border rows are computed and dropped, so
       # this counts executed FLOPs, 2-40 % above the valid outputs' for Conv-4's maps).
       out = eqn.outvars[0].aval
@@ -441,7 +441,7 @@ def main(argv=None):
   info = _device_info()
   info['pallas_tuning'] = None
   if args.pallas_tuning:
-    from meta_align_jax.models import pallas_conv
+    from meta_align_jax.fast import pallas_conv
     with open(args.pallas_tuning) as fh:
       pallas_conv.TUNING.update(json.load(fh)['best'])
     info['pallas_tuning'] = dict(pallas_conv.TUNING)
