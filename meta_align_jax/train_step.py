@@ -247,7 +247,7 @@ def make_eval_step(config, model: MetaAlignModel, *, side: str = 'target',
   Parameters are not replicated (one device).
   """
   validation.check_config(config)
-  field = 'config.eval.ways' if ways is None else 'make_eval_step(ways=...)'
+  field = 'config.eval.ways' if ways is None else "make_eval_step's ways"
   ways = config.eval.ways if ways is None else ways
   ex = execution_lib.of(config, model)
   fn = functools.partial(episode_metrics, config, model, side=side, ways=ways, execution=ex)
