@@ -22,6 +22,11 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+# The encoders' pooling ops: the values of `nn.max_pool` (after ReLU), with hand-written backward
+# passes (fast/pooling.py).
+from meta_align_jax.fast.pooling import (max_pool_2x2, relu_max_pool_2x2,  # noqa: F401
+                                         relu_max_pool_3x3_s2)
+
 NORMS = ('group', 'layer', 'task_batch', 'none')
 
 
@@ -76,8 +81,3 @@ def _largest_divisor_at_most(n: int, k: int) -> int:
     if n % g == 0:
       return g
   return 1
-
-
-# The pooling ops of the encoders: plain values, hand-written backward passes (fast/pooling.py).
-from meta_align_jax.fast.pooling import (max_pool_2x2, relu_max_pool_2x2,  # noqa: E402,F401
-                                         relu_max_pool_3x3_s2)

@@ -9,6 +9,10 @@ meta-learners adapt groups by name. Everything is a pure function of the paramet
 With `config.model.shared_encoder` both modalities go through one encoder: `source` and `target`
 hold only each modality's own first convolutional block (a stem: input channels and layouts
 differ), and a fourth group `shared` holds the rest of the Conv-4 and the projection into Z.
+
+How the model runs (which convolution module the encoders use, the LSTM's unroll, encoders
+mapped over tasks) is the `Execution` resolved once by `build_model` (fast/execution.py) and kept
+on the model as `model.execution`; it changes speed, never the numbers or the parameters.
 """
 
 from __future__ import annotations
