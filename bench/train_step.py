@@ -37,7 +37,6 @@ import ast
 import importlib.util
 import itertools
 import json
-import math
 import os
 import statistics
 import sys

@@ -221,8 +221,9 @@ class _CheckedEval:
                                  self._field)
     host = all(isinstance(episodes[p]['y'], np.ndarray) for p in ('support', 'query')
                if isinstance(episodes, dict) and p in episodes and 'y' in episodes[p])
+    noisy = float(self._config.get('data', {}).get('target_noise', 0.0) or 0.0) > 0
     validation.check_episodes(episodes, ways=self._ways, ways_field=self._field,
-                              values=first or host)
+                              values=first or host, noisy=noisy)
     self._seen.add(sig)
 
   def __call__(self, params, episodes):

@@ -184,10 +184,13 @@ def check_eval_ways(config, ways: int, head_classes: int, ways_field: str) -> No
         f'no head), or train a model whose head has at least {ways} outputs.')
 
 
-def check_episodes(episodes, *, ways: int, ways_field: str, values: bool = True) -> None:
+def check_episodes(episodes, *, ways: int, ways_field: str, values: bool = True,
+                   noisy: bool = False) -> None:
   """Evaluation episodes `{'support': {'x', 'y'}, 'query': {'x', 'y'}}` (leading episode axis)
   against the ways they are scored with: labels in 0..ways-1 (-1: padding), every one of the
-  `ways` classes in each episode's support. `values=False` checks the layout only."""
+  `ways` classes in each episode's support (its true labels `clean_y` when given; not checked
+  when the labels are `noisy` without them: noise may drop a class by design). `values=False`
+  checks the layout only."""
   for part in ('support', 'query'):
     for key in ('x', 'y'):
       if _get(episodes, (part, key)) is None:
@@ -213,7 +216,10 @@ def check_episodes(episodes, *, ways: int, ways_field: str, values: bool = True)
     if y.size and y.min() < -1:
       raise ValueError(f"episodes[{part!r}]['y'] has label {int(y.min())}: use 0..ways-1, or -1 "
                        'for a padded example.')
-  for i, row in enumerate(np.asarray(episodes['support']['y'])):
+  clean = _get(episodes, ('support', 'clean_y'))
+  if clean is None and noisy:
+    return
+  for i, row in enumerate(np.asarray(episodes['support']['y'] if clean is None else clean)):
     present = np.unique(row[row >= 0]).size
     if present != ways:
       raise ValueError(

@@ -18,7 +18,6 @@ backward pass, which is ordinary JAX).
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp

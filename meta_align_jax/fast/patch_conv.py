@@ -25,7 +25,6 @@ from __future__ import annotations
 import itertools
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
