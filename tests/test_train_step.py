@@ -107,7 +107,7 @@ def test_vmapped_tasks_equal_a_python_loop_over_tasks():
   batch = random_batch(c, 3)
   tasks = {k: batch[k] for k in ('source', 'align')}
   rngs = jax.random.split(jax.random.key(0), c.task.tasks_per_device)
-  fn = lambda p, t, r: task_gradient(c, model, p, t, r, unroll=False)
+  fn = lambda p, t, r: task_gradient(c, model, p, t, r)
   got, _ = jax.jit(lambda p, t, r: over_tasks(fn, p, t, r, 'vmap'))(params, tasks, rngs)
   per_task = [fn(params, jax.tree.map(lambda x: x[i], tasks), rngs[i])[0]
               for i in range(c.task.tasks_per_device)]
