@@ -1,6 +1,6 @@
 r"""One convolution layer with per-task weights, forward + backward (input and weight gradients),
 vmapped over tasks: XLA's grouped convolution vs patch GEMMs vs the Pallas implicit GEMM
-(`meta_align_jax/models/pallas_conv.py`). Checks each against XLA's values first. JSON + table.
+(`meta_align_jax/fast/pallas_conv.py`). Checks each against XLA's values first. JSON + table.
 
   python bench/conv_kernels.py --out conv_kernels.json                # Conv-4 layer shapes
   python bench/conv_kernels.py --shapes 30x42x42x64x64,8x56x56x64x64  # images x H x W x C_in x C_out
@@ -25,8 +25,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
-from meta_align_jax.models.conv import patch_conv  # noqa: E402
-from meta_align_jax.models.pallas_conv import pallas_conv  # noqa: E402
+from meta_align_jax.fast.patch_conv import patch_conv  # noqa: E402
+from meta_align_jax.fast.pallas_conv import pallas_conv  # noqa: E402
 
 DN = ('NHWC', 'HWIO', 'NHWC')
 IMPLS = {

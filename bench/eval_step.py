@@ -26,7 +26,6 @@ import jax  # noqa: E402
 
 from bench.train_step import _device_info, load_config, _parse_value  # noqa: E402
 from meta_align_jax import build_model, make_eval_step, random_episodes  # noqa: E402
-from meta_align_jax import parallel  # noqa: E402
 
 
 def run(config_path, overrides, episodes, repeats, side='target'):
@@ -53,7 +52,7 @@ def run(config_path, overrides, episodes, repeats, side='target'):
   call_s = statistics.median(times)
   e = config.eval
   return {'config': config_path, 'overrides': overrides, 'side': side,
-          'task_batching': parallel.resolve_execution(config)[0], 'method': e.method,
+          'task_batching': model.execution.task_batching, 'method': e.method,
           'ways': e.ways, 'shots': e.shots, 'queries': e.queries, 'inner_steps': e.inner_steps,
           'episodes_per_call': episodes, 'compile_s': compile_s, 'call_ms': 1e3 * call_s,
           'episodes_per_s': episodes / call_s, 'repeats': repeats, 'calls_per_run': n}

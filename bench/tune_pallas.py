@@ -1,4 +1,4 @@
-r"""Tiles of the Pallas convolution kernels (`meta_align_jax/models/pallas_conv.py`): times each
+r"""Tiles of the Pallas convolution kernels (`meta_align_jax/fast/pallas_conv.py`): times each
 kernel alone, vmapped over tasks, for a grid of tilings and writes the fastest (summed over the
 shapes) as JSON that `bench/train_step.py --pallas_tuning` and `pallas_conv.TUNING` take.
 
@@ -19,7 +19,7 @@ sys.path.insert(0, REPO)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from meta_align_jax.models import pallas_conv as pc  # noqa: E402
+from meta_align_jax.fast import pallas_conv as pc  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conv_kernels import time_fn  # noqa: E402
 

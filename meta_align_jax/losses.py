@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from meta_align_jax.registry import Registry, decorator
+
 
 def _valid(labels):
   return labels >= 0
@@ -96,19 +98,40 @@ def info_nce_loss(source_emb, target_emb, valid=None, temperature: float = 0.1):
   return per_row.sum() / jnp.maximum(valid.sum(), 1)
 
 
-ALIGN_LOSSES = ('proto_triplet', 'cosine', 'infonce')
+# Alignment losses by `config.align.loss`. Each takes `(source_emb, target_emb, labels, *,
+# num_classes, margin, temperature, target_labels)` and returns a scalar; a new one is a function
+# and its `@register_loss(name)`.
+ALIGN_LOSSES = Registry('alignment loss', 'config.align.loss')
+register_loss = decorator(ALIGN_LOSSES)
+
+
+@register_loss('proto_triplet')
+def _proto_triplet(source_emb, target_emb, labels, *, num_classes, margin=0.5, temperature=0.1,
+                   target_labels=None):
+  del temperature
+  return proto_triplet_loss(source_emb, target_emb, labels, num_classes, margin, target_labels)
+
+
+@register_loss('cosine')
+def _cosine(source_emb, target_emb, labels, *, num_classes, margin=0.5, temperature=0.1,
+            target_labels=None):
+  del margin, temperature
+  return cosine_alignment_loss(source_emb, target_emb, labels, num_classes, target_labels)
+
+
+@register_loss('infonce')
+def _infonce(source_emb, target_emb, labels, *, num_classes, margin=0.5, temperature=0.1,
+             target_labels=None):
+  del num_classes, margin, target_labels
+  return info_nce_loss(source_emb, target_emb, _valid(labels), temperature)
 
 
 def alignment_loss(kind: str, source_emb, target_emb, labels, *, num_classes: int,
                    margin: float = 0.5, temperature: float = 0.1, target_labels=None):
-  """Dispatches on `config.align.loss`."""
-  if kind == 'proto_triplet':
-    return proto_triplet_loss(source_emb, target_emb, labels, num_classes, margin, target_labels)
-  if kind == 'cosine':
-    return cosine_alignment_loss(source_emb, target_emb, labels, num_classes, target_labels)
-  if kind == 'infonce':
-    return info_nce_loss(source_emb, target_emb, _valid(labels), temperature)
-  raise ValueError(f'config.align.loss={kind!r}: use one of {ALIGN_LOSSES}.')
+  """The registered alignment loss `kind` (`config.align.loss`)."""
+  return ALIGN_LOSSES.get(kind)(source_emb, target_emb, labels, num_classes=num_classes,
+                                margin=margin, temperature=temperature,
+                                target_labels=target_labels)
 
 
 def proto_logits(support_emb, support_labels, query_emb, num_classes: int):

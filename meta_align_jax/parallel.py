@@ -1,25 +1,23 @@
-"""How a step is spread over devices and how the task batch executes, resolved from the config.
+"""How a step is spread over devices: the device axis, `replicate` / `unreplicate`.
 
-`execution.parallel`: `pmap` puts a leading `[num_local_devices]` axis on the batch and the
+`config.execution.parallel`: `pmap` puts a leading `[num_local_devices]` axis on the batch and the
 state; `jit` runs on one device with no device axis; `auto` picks pmap when there is more than
-one local device. `execution.task_batching` / `execution.inner_loop`: `auto` resolves per backend
-from measurements (DESIGN.md, Performance notes; bench/README.md): on XLA:CPU unrolled code
-beats loops and vmapped convolutions by ~10x. On GPU (H100/H200) `vmap` with a scanned inner loop,
-with per-task convolutions as batched patch GEMMs (`execution.conv`, models/conv.py), is the
-fastest for every benchmarked config: 1.3x `lax.map` over tasks for a Conv-4, and `lax.map` is
-5x slower for the reference model, whose LSTM then runs its time loop once per task.
+one local device. The other execution choices (task batching, inner loop, convolutions) are
+resolved with this one into one `Execution` (fast/execution.py).
 """
 
 from __future__ import annotations
 
 import jax
+import numpy as np
 
 AXIS = 'devices'
+MODES = ('auto', 'pmap', 'jit')
 
 
 def resolve_parallel(config) -> str:
   mode = config.execution.parallel
-  if mode not in ('auto', 'pmap', 'jit'):
+  if mode not in MODES:
     raise ValueError(f"config.execution.parallel={mode!r}: use 'auto', 'pmap' or 'jit'.")
   if mode == 'auto':
     return 'pmap' if jax.local_device_count() > 1 else 'jit'
@@ -31,16 +29,19 @@ def num_batch_devices(config) -> int | None:
   return jax.local_device_count() if resolve_parallel(config) == 'pmap' else None
 
 
-def resolve_execution(config, backend: str | None = None) -> tuple[str, str]:
-  """(task_batching, inner_loop) with `auto` replaced by the backend's measured best."""
-  backend = backend or jax.default_backend()
-  tb, il = config.execution.task_batching, config.execution.inner_loop
-  if tb not in ('auto', 'vmap', 'map', 'unroll'):
-    raise ValueError(f"config.execution.task_batching={tb!r}: use auto, vmap, map or unroll.")
-  if il not in ('auto', 'scan', 'unroll'):
-    raise ValueError(f"config.execution.inner_loop={il!r}: use auto, scan or unroll.")
-  if tb == 'auto':
-    tb = 'unroll' if backend == 'cpu' else 'vmap'
-  if il == 'auto':
-    il = 'unroll' if backend == 'cpu' else 'scan'
-  return tb, il
+def replicate(tree):
+  """Puts a copy of `tree` on every local device (the state layout a pmapped step takes).
+
+  The result has a leading axis of size `jax.local_device_count()`, sharded over the devices.
+  """
+  devices = jax.local_devices()
+  sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), (AXIS,)),
+                                        jax.sharding.PartitionSpec(AXIS))
+  def put(x):
+    x = np.asarray(jax.device_get(x))
+    return jax.device_put(np.broadcast_to(x[None], (len(devices),) + x.shape), sharding)
+  return jax.tree.map(put, tree)
+
+
+def unreplicate(tree):
+  return jax.tree.map(lambda x: x[0], tree)

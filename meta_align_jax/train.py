@@ -41,6 +41,7 @@ from clu import metric_writers, parameter_overview
 
 from meta_align_jax import checkpoint as checkpoint_lib
 from meta_align_jax import determinism
+from meta_align_jax.fast import execution as execution_lib
 from meta_align_jax import evaluate as evaluate_lib
 from meta_align_jax import parallel, validation, workdir_lock
 from meta_align_jax import train_step as train_step_lib
@@ -212,10 +213,11 @@ def _parameter_summary(params) -> str:
   return f'Parameters: {total:,} ({parts})'
 
 
-def _log_setup(config, params, workdir) -> None:
+def _log_setup(config, model, params, workdir) -> None:
+  ex = execution_lib.of(config, model)
   logging.info('Process %d of %d; local devices: %s; parallel: %s; task batching, inner loop: %s',
                jax.process_index(), jax.process_count(), jax.local_devices(),
-               parallel.resolve_parallel(config), parallel.resolve_execution(config))
+               parallel.resolve_parallel(config), (ex.task_batching, ex.inner_loop))
   path = os.path.join(workdir, PARAMETERS_FILE)
   if jax.process_index() == 0:
     checkpoint_lib.write_atomic(path, parameter_overview.get_parameter_overview(params) + '\n')
@@ -300,7 +302,7 @@ def _train(config, workdir, model, data, *, jit_cache: dict) -> RunResult:
   state, manager = _initial_state(manager, config, model, workdir)
   start = int(state.step)
   train_iter = data.make_train_iterator(config, start_step=start, workdir=workdir)
-  _log_setup(config, state.params, workdir)
+  _log_setup(config, model, state.params, workdir)
   writer = make_writer(workdir, resume_step=start)
   # config.json describes the workdir's checkpoints: it is replaced only when this run saves one.
   write_config = lambda: checkpoint_lib.write_config(workdir, config)

@@ -3,7 +3,7 @@
 One step, for each task of the batch: the meta-gradient of the configured meta-learner on the
 source (and/or target) few-shot task, plus `config.align.weight` times the alignment gradient on
 the task's pairs. Task gradients are averaged over the tasks of a device (vmap, lax.map or an
-unrolled loop: `config.execution.task_batching`), then over devices (`lax.pmean` under pmap), and
+unrolled loop: `config.execution.task_batching`, fast/task_batching.py), then over devices (`lax.pmean` under pmap), and
 applied by the outer optax optimiser. The step is written for one task and batched over tasks;
 all execution strategies compute the same numbers (tests/test_train_step.py).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any
 
 import flax
 import jax
@@ -21,8 +21,12 @@ import numpy as np
 import optax
 
 from meta_align_jax import losses, parallel, validation
+from meta_align_jax.fast import execution as execution_lib
+from meta_align_jax.fast.execution import Execution
+from meta_align_jax.fast.task_batching import over_episodes, over_tasks
 from meta_align_jax.meta import inner, learners
 from meta_align_jax.models.registry import MetaAlignModel
+from meta_align_jax.parallel import replicate, unreplicate  # noqa: F401  (public here too)
 
 
 @flax.struct.dataclass
@@ -50,71 +54,24 @@ def init_train_state(config, model: MetaAlignModel, rng) -> TrainState:
                     opt_state=make_outer_optimizer(config).init(params))
 
 
-def replicate(tree):
-  """Puts a copy of `tree` on every local device (the state layout a pmapped step takes).
-
-  The result has a leading axis of size `jax.local_device_count()`, sharded over the devices.
-  """
-  devices = jax.local_devices()
-  sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), (parallel.AXIS,)),
-                                        jax.sharding.PartitionSpec(parallel.AXIS))
-  def put(x):
-    x = np.asarray(jax.device_get(x))
-    return jax.device_put(np.broadcast_to(x[None], (len(devices),) + x.shape), sharding)
-  return jax.tree.map(put, tree)
-
-
-def unreplicate(tree):
-  return jax.tree.map(lambda x: x[0], tree)
-
-
-# --------------------------------------------------------------------------- task batching
-
-
-def over_tasks(fn: Callable, params, tasks, rngs, strategy: str, map_batch_size: int = 0):
-  """Means of `fn(params, task, rng) -> (grads, metrics)` over the leading task axis."""
-  num = jax.tree.leaves(tasks)[0].shape[0]
-  mean = lambda tree: jax.tree.map(lambda x: x / num, tree)
-  if strategy == 'vmap':
-    out = jax.vmap(fn, in_axes=(None, 0, 0))(params, tasks, rngs)
-    return jax.tree.map(lambda x: x.mean(0), out)
-  if strategy == 'map' and map_batch_size:
-    out = jax.lax.map(lambda a: fn(params, *a), (tasks, rngs), batch_size=map_batch_size)
-    return jax.tree.map(lambda x: x.mean(0), out)
-  if strategy == 'map':   # a scan that accumulates: memory of one task's gradient, not T
-    first = jax.tree.map(lambda x: x[0], (tasks, rngs))
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                         jax.eval_shape(fn, params, *first))
-    def body(acc, a):
-      return jax.tree.map(jnp.add, acc, fn(params, *a)), None
-    return mean(jax.lax.scan(body, zeros, (tasks, rngs))[0])
-  if strategy == 'unroll':
-    acc = None
-    for i in range(num):
-      out = fn(params, *jax.tree.map(lambda x: x[i], (tasks, rngs)))
-      acc = out if acc is None else jax.tree.map(jnp.add, acc, out)
-    return mean(acc)
-  raise ValueError(f'config.execution.task_batching={strategy!r}: use vmap, map or unroll.')
-
-
 # --------------------------------------------------------------------------- the step
 
 
-def _inner_config(config, side: str, params_groups, unroll: bool, *, eval_mode=False):
+def _inner_config(config, side: str, params_groups, ex: Execution, *, eval_mode=False):
   m = config.meta
   # A scanned inner loop runs `execution.inner_unroll` steps per loop iteration.
-  unroll = True if unroll else config.execution.get('inner_unroll', 1)
-  peel = bool(config.execution.get('inner_peel', True))
+  unroll = True if ex.unrolled else ex.inner_unroll
+  peel, fast = ex.inner_peel, ex.fast_inner
   if eval_mode:
     e = config.eval
     return learners.InnerConfig(
         steps=e.inner_steps, optimizer=inner.make_inner_optimizer(m.inner_opt, e.inner_lr),
         keys=inner.resolve_adapt(e.adapt, side, params_groups, 'config.eval.adapt'),
-        unroll=unroll, remat=False, zero_head=m.zero_head, peel_first=peel)
+        unroll=unroll, remat=False, zero_head=m.zero_head, fast=fast, peel_first=peel)
   return learners.InnerConfig(
       steps=m.inner_steps, optimizer=inner.make_inner_optimizer(m.inner_opt, m.inner_lr),
       keys=inner.resolve_adapt(m.adapt, side, params_groups), unroll=unroll, remat=m.remat,
-      zero_head=m.zero_head, batch_size=m.inner_batch, peel_first=peel)
+      zero_head=m.zero_head, batch_size=m.inner_batch, fast=fast, peel_first=peel)
 
 
 def _param_groups(config) -> tuple[str, ...]:
@@ -122,23 +79,24 @@ def _param_groups(config) -> tuple[str, ...]:
   return groups + ('head',) + (('global_head',) if config.model.num_global_classes > 0 else ())
 
 
-def task_gradient(config, model, params, task, rng, *, unroll: bool):
+def task_gradient(config, model, params, task, rng, *, execution: Execution | None = None):
   """Meta-gradient plus weighted alignment gradient of one task, and its metrics."""
   del rng   # no stochastic layers yet; kept so research code can add them without API changes
+  ex = execution or model.execution
   meta_on = tuple(config.task.meta_on)
   groups = _param_groups(config)
   grads = jax.tree.map(jnp.zeros_like, params)
   metrics = {}
   for side in meta_on:
     g, m = learners.meta_gradient(config.meta.learner, model, side, config.task.ways,
-                                  _inner_config(config, side, groups, unroll), params, task[side])
+                                  _inner_config(config, side, groups, ex), params, task[side])
     grads = jax.tree.map(lambda a, b: a + b / len(meta_on), grads, g)
     prefix = '' if side == 'source' else 'target_'
     metrics.update({prefix + k: v for k, v in m.items()})
   metrics['meta_loss'] = sum(metrics[('' if s == 'source' else 'target_') + 'meta_loss']
                              for s in meta_on) / len(meta_on)
   if config.align.enabled:
-    align_inner = _inner_config(config, 'source', groups, unroll)
+    align_inner = _inner_config(config, 'source', groups, ex)
     align_inner = dataclasses.replace(align_inner, keys=tuple(g for g in groups if g in (
         'source', 'target', 'shared')), zero_head=False,
                                       batch_size=config.align.inner_batch)
@@ -151,18 +109,18 @@ def task_gradient(config, model, params, task, rng, *, unroll: bool):
   return grads, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
 
 
-def train_step(state: TrainState, batch, rng, *, config, model, tx, strategy: str, unroll: bool,
-               pmapped: bool):
+def train_step(state: TrainState, batch, rng, *, config, model, tx, execution: Execution):
   """One meta-iteration on `batch` (leading axis: tasks of this device)."""
+  pmapped = execution.pmapped
   rng = jax.random.fold_in(rng, state.step)
   if pmapped:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(parallel.AXIS))
   tasks = {k: batch[k] for k in tuple(config.task.meta_on) + (('align',) if config.align.enabled else ())}
   num_tasks = jax.tree.leaves(tasks)[0].shape[0]
   rngs = jax.random.split(rng, num_tasks)
-  fn = functools.partial(task_gradient, config, model, unroll=unroll)
-  grads, metrics = over_tasks(fn, state.params, tasks, rngs, strategy,
-                              config.execution.map_batch_size)
+  fn = functools.partial(task_gradient, config, model, execution=execution)
+  grads, metrics = over_tasks(fn, state.params, tasks, rngs, execution.task_batching,
+                              execution.map_batch_size)
   if pmapped:
     grads, metrics = jax.lax.pmean((grads, metrics), parallel.AXIS)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -203,12 +161,12 @@ def make_train_step(config, model: MetaAlignModel, *, donate: bool | None = None
   `query_acc`, `inner_loss_first`, `inner_loss_last`.
   """
   validation.check_config(config)
-  strategy, inner_loop = parallel.resolve_execution(config)
-  pmapped = parallel.resolve_parallel(config) == 'pmap'
+  ex = execution_lib.of(config, model)
+  pmapped = ex.pmapped
   if donate is None:
-    donate = jax.default_backend() != 'cpu'   # XLA:CPU cannot reuse donated buffers
+    donate = ex.backend != 'cpu'   # XLA:CPU cannot reuse donated buffers
   fn = functools.partial(train_step, config=config, model=model, tx=make_outer_optimizer(config),
-                         strategy=strategy, unroll=inner_loop == 'unroll', pmapped=pmapped)
+                         execution=ex)
   donate_argnums = (0,) if donate else ()
   if pmapped:
     compiled = jax.pmap(fn, axis_name=parallel.AXIS, in_axes=(0, 0, None),
@@ -221,46 +179,82 @@ def make_train_step(config, model: MetaAlignModel, *, donate: bool | None = None
 # --------------------------------------------------------------------------- evaluation
 
 
-def episode_metrics(config, model, params, episode, *, side: str, unroll: bool):
-  """Adapts on one episode's support (fine-tuning or prototypes) and scores its queries."""
-  ways = config.eval.ways
+def episode_metrics(config, model, params, episode, *, side: str, ways: int,
+                    execution: Execution | None = None):
+  """Adapts on one episode's support (fine-tuning or prototypes) and scores its queries.
+
+  Unchecked: `make_eval_step` validates the episodes against `ways` before calling this."""
   support, query = episode['support'], episode['query']
   if config.eval.method == 'proto':
     logits = losses.proto_logits(model.embed(params, support['x'], side), support['y'],
                                  model.embed(params, query['x'], side), ways)
   else:
-    inner_cfg = _inner_config(config, side, _param_groups(config), unroll, eval_mode=True)
+    inner_cfg = _inner_config(config, side, _param_groups(config), execution or model.execution,
+                              eval_mode=True)
     fast, _ = inner_cfg.run(learners.classifier_loss(model, side, ways), params, support)
     logits = model.logits(fast, model.embed(fast, query['x'], side))[:, :ways]
   return {'accuracy': losses.accuracy(logits, query['y']),
           'loss': losses.cross_entropy(logits, query['y'])}
 
 
-# Unrolling episodes compiles in time that grows with their number (on XLA:CPU 13 s for 5
-# episodes, 455 s for 50); larger evaluation chunks are vmapped instead.
-_MAX_UNROLLED_EPISODES = 8
+def _head_classes(model, params) -> int:
+  z = jax.ShapeDtypeStruct((1, model.head_in_dim), jnp.float32)
+  return int(jax.eval_shape(lambda p, z: model.logits(p, z), params, z).shape[-1])
 
 
-def make_eval_step(config, model: MetaAlignModel, *, side: str = 'target'):
+class _CheckedEval:
+  """Calls the jitted evaluation step after checking the episodes against the ways they are
+  scored with (before the first compile of a signature; label values of host arrays at every
+  call, of device arrays at the first call of a signature) and the head against those ways."""
+
+  def __init__(self, jitted, config, model, ways, ways_field):
+    self._jitted, self._config, self._model = jitted, config, model
+    self._ways, self._field = ways, ways_field
+    self._seen: set = set()
+    self.__wrapped__ = jitted
+
+  def check(self, params, episodes):
+    sig = (jax.tree.structure(episodes), tuple(tuple(x.shape) for x in jax.tree.leaves(episodes)))
+    first = sig not in self._seen
+    if first:
+      validation.check_eval_ways(self._config, self._ways, _head_classes(self._model, params),
+                                 self._field)
+    host = all(isinstance(episodes[p]['y'], np.ndarray) for p in ('support', 'query')
+               if isinstance(episodes, dict) and p in episodes and 'y' in episodes[p])
+    noisy = float(self._config.get('data', {}).get('target_noise', 0.0) or 0.0) > 0
+    validation.check_episodes(episodes, ways=self._ways, ways_field=self._field,
+                              values=first or host, noisy=noisy)
+    self._seen.add(sig)
+
+  def __call__(self, params, episodes):
+    self.check(params, episodes)
+    return self._jitted(params, episodes)
+
+  def lower(self, params, episodes):
+    self.check(params, episodes)
+    return self._jitted.lower(params, episodes)
+
+
+def make_eval_step(config, model: MetaAlignModel, *, side: str = 'target',
+                   ways: int | None = None):
   """Returns `eval_step(params, episodes) -> {'accuracy': [E], 'loss': [E]}`, jitted.
 
   `episodes` is `{'support': {'x', 'y'}, 'query': {'x', 'y'}}` with a leading episode axis, in
-  `side`'s modality; the support is adapted on per `config.eval` (method, inner steps, lr,
-  adapted groups) and the queries scored. Parameters are not replicated (one device).
+  `side`'s modality, labels episode-local `0..ways-1`; `ways` defaults to `config.eval.ways`
+  (pass the episodes' number of classes to score other episodes). The support is adapted on per
+  `config.eval` (method, inner steps, lr, adapted groups) and the queries scored. Before
+  compiling, the episodes are checked against `ways` (labels, classes present) and, for
+  fine-tuning, the head against `ways`: a mismatch raises a ValueError, never a wrong score.
+  Parameters are not replicated (one device).
   """
   validation.check_config(config)
-  strategy, inner_loop = parallel.resolve_execution(config)
-  fn = functools.partial(episode_metrics, config, model, side=side,
-                         unroll=inner_loop == 'unroll')
+  field = 'config.eval.ways' if ways is None else "make_eval_step's ways"
+  ways = config.eval.ways if ways is None else ways
+  ex = execution_lib.of(config, model)
+  fn = functools.partial(episode_metrics, config, model, side=side, ways=ways, execution=ex)
 
   def eval_step(params, episodes):
-    num = jax.tree.leaves(episodes)[0].shape[0]
-    if strategy == 'vmap' or (strategy == 'unroll' and num > _MAX_UNROLLED_EPISODES):
-      return jax.vmap(lambda ep: fn(params, ep))(episodes)
-    if strategy == 'map':
-      return jax.lax.map(lambda ep: fn(params, ep), episodes,
-                         batch_size=config.execution.map_batch_size or None)
-    outs = [fn(params, jax.tree.map(lambda x: x[i], episodes)) for i in range(num)]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+    return over_episodes(lambda ep: fn(params, ep), episodes, ex.task_batching,
+                         ex.map_batch_size)
 
-  return jax.jit(eval_step)
+  return _CheckedEval(jax.jit(eval_step), config, model, ways, field)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from meta_align_jax import losses, parallel
+from meta_align_jax.fast import execution
 from meta_align_jax.feeds import gather_mode
 from meta_align_jax.meta import learners
-from meta_align_jax.models.conv import CONV_IMPLS
 
 
 def _choice(value, options, field):
@@ -33,16 +33,16 @@ def check_config(config) -> None:
   meta_on = tuple(t.meta_on)
   if not meta_on or any(s not in ('source', 'target') for s in meta_on):
     raise ValueError(f"config.task.meta_on={meta_on!r}: use a non-empty tuple of 'source'/'target'.")
-  _choice(m.learner, learners.LEARNERS, 'config.meta.learner')
+  learners.LEARNERS.check(m.learner)
   _positive(m.inner_steps, 'config.meta.inner_steps', allow_zero=True)
   _choice(m.inner_opt, ('sgd', 'adam'), 'config.meta.inner_opt')
-  if m.learner in ('reptile', 'fomaml', 'maml') and m.inner_steps == 0:
+  if learners.adapts(m.learner) and m.inner_steps == 0:
     raise ValueError(f"config.meta.inner_steps=0 with config.meta.learner={m.learner!r}: "
                      'an adapting learner needs at least one inner step.')
   if a.enabled:
     _positive(a.pairs, 'config.align.pairs')
     _positive(a.ways, 'config.align.ways')
-    _choice(a.loss, losses.ALIGN_LOSSES, 'config.align.loss')
+    losses.ALIGN_LOSSES.check(a.loss)
     _choice(a.mode, ('gradient', 'reptile'), 'config.align.mode')
     _choice(a.kind, ('weak', 'strong'), 'config.align.kind')
     if a.pairs % a.ways:
@@ -56,14 +56,7 @@ def check_config(config) -> None:
     _positive(config.eval[name], f'config.eval.{name}')
   _positive(config.eval.inner_steps, 'config.eval.inner_steps', allow_zero=True)
   _choice(config.optim.name, ('adam', 'adamw', 'sgd', 'momentum'), 'config.optim.name')
-  parallel.resolve_parallel(config)
-  parallel.resolve_execution(config)
-  _choice(config.execution.get('conv', 'xla'), CONV_IMPLS, 'config.execution.conv')
-  _positive(config.execution.get('rnn_unroll', 1), 'config.execution.rnn_unroll')
-  _positive(config.execution.get('inner_unroll', 1), 'config.execution.inner_unroll')
-  if not isinstance(config.execution.get('inner_peel', True), bool):
-    raise ValueError(f"config.execution.inner_peel={config.execution.inner_peel!r}: use True or "
-                     'False.')
+  execution.check(config)   # its fields only; `auto` is resolved once, by build_model
   gather_mode.check_config(config)
 
 
@@ -177,3 +170,60 @@ def check_batch(config, batch) -> None:
       if present < t.ways:
         raise ValueError(f'config.task.ways={t.ways} is larger than the {present} classes present '
                          f"in {name((side, 'support', 'y'))} of task {i}; lower ways or fix the data.")
+
+
+def check_eval_ways(config, ways: int, head_classes: int, ways_field: str) -> None:
+  """The ways an evaluation step scores against the method: fine-tuning slices the first `ways`
+  logits of the head, which must have that many."""
+  if isinstance(ways, bool) or not isinstance(ways, (int, np.integer)) or ways < 2:
+    raise ValueError(f'{ways_field}={ways!r}: an episode needs at least 2 classes.')
+  if config.eval.method == 'finetune' and ways > head_classes:
+    raise ValueError(
+        f"{ways_field}={ways} with config.eval.method='finetune': the model's head has "
+        f'{head_classes} outputs (built for max(config.task.ways, config.eval.ways) at training), '
+        f"so {ways}-way labels cannot be scored. Use config.eval.method='proto' (prototypes need "
+        f'no head), or train a model whose head has at least {ways} outputs.')
+
+
+def check_episodes(episodes, *, ways: int, ways_field: str, values: bool = True,
+                   noisy: bool = False) -> None:
+  """Evaluation episodes `{'support': {'x', 'y'}, 'query': {'x', 'y'}}` (leading episode axis)
+  against the ways they are scored with: labels in 0..ways-1 (-1: padding), every one of the
+  `ways` classes in each episode's support (its true labels `clean_y` when given; not checked
+  when the labels are `noisy` without them: noise may drop a class by design). `values=False`
+  checks the layout only."""
+  for part in ('support', 'query'):
+    for key in ('x', 'y'):
+      if _get(episodes, (part, key)) is None:
+        raise ValueError(f"episodes[{part!r}][{key!r}] is missing; evaluation episodes are "
+                         "{'support': {'x', 'y'}, 'query': {'x', 'y'}} with a leading episode axis.")
+    y = episodes[part]['y']
+    if y.ndim != 2:
+      raise ValueError(f"episodes[{part!r}]['y'] has shape {tuple(y.shape)}; expected "
+                       '[episodes, examples] (a leading episode axis).')
+  num = episodes['support']['y'].shape[1]
+  if num < ways:
+    raise ValueError(f"episodes['support']['y'] has {num} examples per episode, fewer than "
+                     f'{ways_field}={ways} classes; set {ways_field} to the episodes\' ways.')
+  if not values:
+    return
+  for part in ('support', 'query'):
+    y = np.asarray(episodes[part]['y'])
+    if y.size and y.max() >= ways:
+      raise ValueError(
+          f"episodes[{part!r}]['y'] has label {int(y.max())} but {ways_field}={ways}: labels must "
+          f'be episode-local 0..ways-1. Set {ways_field} to the episodes\' number of classes '
+          f'(e.g. make_eval_step(config, model, ways={int(y.max()) + 1})).')
+    if y.size and y.min() < -1:
+      raise ValueError(f"episodes[{part!r}]['y'] has label {int(y.min())}: use 0..ways-1, or -1 "
+                       'for a padded example.')
+  clean = _get(episodes, ('support', 'clean_y'))
+  if clean is None and noisy:
+    return
+  for i, row in enumerate(np.asarray(episodes['support']['y'] if clean is None else clean)):
+    present = np.unique(row[row >= 0]).size
+    if present != ways:
+      raise ValueError(
+          f"episodes['support']['y'] of episode {i} has {present} classes but {ways_field}="
+          f'{ways}: every class must have support examples. Set {ways_field} to the episodes\' '
+          'number of classes or fix the episodes.')

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from meta_align_jax.models.conv import patch_conv, resolve_conv
+from meta_align_jax.fast.execution import resolve_conv
+from meta_align_jax.fast.patch_conv import patch_conv
 from tests.test_train_step import _assert_trees_close, _run
 from tests.tiny import tiny_config
 

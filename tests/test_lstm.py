@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from meta_align_jax.models.lstm import lstm_recurrence, lstm_recurrence_reference, reverse_valid
+from meta_align_jax.fast.lstm import lstm_recurrence, lstm_recurrence_reference
+from meta_align_jax.models.sequence import reverse_valid
 
 
 def _inputs(seed=0, b=3, l=7, h=4):

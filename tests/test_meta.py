@@ -9,6 +9,8 @@ import optax
 import pytest
 
 from meta_align_jax import losses
+from meta_align_jax.fast import inner as fast_inner
+from meta_align_jax.fast import optim as fast_optim
 from meta_align_jax.meta import inner, learners
 
 
@@ -189,7 +191,7 @@ def test_inner_adam_equals_optax_adam_with_b1_zero():
   grads = [jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape) * 10.0 ** rng.integers(-4, 3),
                                               jnp.float32), params) for _ in range(12)]
   grads[3] = jax.tree.map(jnp.zeros_like, params)
-  ours, ref = inner.adam_b1_zero(1e-2, b2=0.999), optax.adam(1e-2, b1=0.0, b2=0.999)
+  ours, ref = fast_optim.adam_b1_zero(1e-2, b2=0.999), optax.adam(1e-2, b1=0.0, b2=0.999)
 
   @jax.jit
   def run(p0):
@@ -230,13 +232,13 @@ def test_castable_leaves_are_the_weights_only_ever_cast_narrower():
     return _ce(m, p, b) + jnp.mean(m.embed(p, b['x'], 'target'))
   params, task = _params(), _task()
   fast, frozen = inner.split(params, ('source', 'target', 'head'))
-  got = inner.castable_leaves(loss, frozen, fast, task['support'])
+  got = fast_inner.castable_leaves(loss, frozen, fast, task['support'])
   names = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_leaves_with_path(fast)]
   assert dict(zip(names, got)) == {"['head']['b']": None, "['head']['w']": None,
                                    "['source']['w']": jnp.dtype(jnp.bfloat16),
                                    "['target']['w']": None}
   f32 = lambda p, b: _ce(LinearModel(), p, b)
-  assert inner.castable_leaves(f32, frozen, fast, task['support']) is None
+  assert fast_inner.castable_leaves(f32, frozen, fast, task['support']) is None
 
 
 @pytest.mark.parametrize('opt,batch_size,unroll', [('sgd', 0, False), ('adam', 4, False),
@@ -248,7 +250,7 @@ def test_carried_casts_change_no_value_and_no_derivative(opt, batch_size, unroll
   loss = lambda p, b: _ce(model, p, b)
 
   def run(p, carry):
-    return inner.adapt(loss, p, task['support'], steps=4, optimizer=inner.make_inner_optimizer(
+    return fast_inner.adapt(loss, p, task['support'], steps=4, optimizer=inner.make_inner_optimizer(
         opt, 0.1 if opt == 'sgd' else 1e-2), keys=('source', 'head'), unroll=unroll,
                        batch_size=batch_size, carry_casts=carry)
 
@@ -277,10 +279,10 @@ def test_carried_casts_on_a_bfloat16_flax_encoder_change_nothing():
   fast, frozen = inner.split(params, ('source', 'head'))
   kinds = {jax.tree_util.keystr(k): d for (k, _), d in zip(
       jax.tree_util.tree_leaves_with_path(fast),
-      inner.castable_leaves(loss, frozen, fast, task['support']))}
+      fast_inner.castable_leaves(loss, frozen, fast, task['support']))}
   assert all(d == jnp.bfloat16 for k, d in kinds.items() if k.endswith("['kernel']") and 'conv' in k)
   assert all(d is None for k, d in kinds.items() if 'GroupNorm' in k)
-  run = lambda carry: jax.jit(lambda p: inner.adapt(
+  run = lambda carry: jax.jit(lambda p: fast_inner.adapt(
       loss, p, task['support'], steps=3, optimizer=inner.make_inner_optimizer('adam', 1e-2),
       keys=('source', 'head'), carry_casts=carry))(params)
   (a, la), (b, lb) = run(True), run(False)
@@ -300,7 +302,7 @@ def test_peeled_first_step_changes_no_value_and_no_derivative(opt, batch_size, s
   stacked = jax.tree.map(lambda *x: jnp.stack(x), *tasks)
 
   def run(p, support, peel):
-    return inner.adapt(loss, p, support, steps=steps, optimizer=inner.make_inner_optimizer(
+    return fast_inner.adapt(loss, p, support, steps=steps, optimizer=inner.make_inner_optimizer(
         opt, 0.1 if opt == 'sgd' else 1e-2), keys=('source', 'head'), unroll=unroll,
                        batch_size=batch_size, peel_first=peel)
 
@@ -317,6 +319,15 @@ def test_peeled_first_step_changes_no_value_and_no_derivative(opt, batch_size, s
   assert losses_.shape == want[1].shape == (3, steps)
   for x, y in zip(jax.tree.leaves(want), jax.tree.leaves((fast, losses_, grads))):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+  # ... and the same as the plain inner loop of meta/inner.py.
+  plain = lambda p, s: inner.adapt(loss, p, s, steps=steps, optimizer=inner.make_inner_optimizer(
+      opt, 0.1 if opt == 'sgd' else 1e-2), keys=('source', 'head'), unroll=unroll,
+                                    batch_size=batch_size)
+  fast_p, losses_p = jax.jit(jax.vmap(lambda t: plain(params, t['support'])))(stacked)
+  grads_p = jax.jit(jax.vmap(jax.grad(lambda p, t: loss(plain(p, t['support'])[0], t['query'])),
+                             in_axes=(None, 0)))(params, stacked)
+  for x, y in zip(jax.tree.leaves(want), jax.tree.leaves((fast_p, losses_p, grads_p))):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
   for t, i in zip(tasks, range(3)):   # vmap == one task at a time
     one = jax.jit(lambda p: run(p, t['support'], True))(params)
     for x, y in zip(jax.tree.leaves(one), jax.tree.leaves((fast, losses_))):
@@ -332,7 +343,7 @@ def test_peeled_first_step_reads_shared_weights_under_vmap():
   loss = lambda p, b: _ce(model, p, b)
 
   def weight_products(peel):
-    jaxpr = jax.make_jaxpr(jax.vmap(lambda t: inner.adapt(
+    jaxpr = jax.make_jaxpr(jax.vmap(lambda t: fast_inner.adapt(
         loss, params, t['support'], steps=3, optimizer=inner.make_inner_optimizer('adam', 1e-2),
         keys=('source', 'head'), peel_first=peel)[0]))(stacked).jaxpr
     top = [e for e in jaxpr.eqns if e.primitive.name == 'dot_general']

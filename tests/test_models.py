@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from meta_align_jax import build_model
+from meta_align_jax.fast import pooling
 from meta_align_jax.models import image, layers, registry, sequence
 from tests.tiny import tiny_config
 
@@ -202,7 +203,7 @@ def test_relu_max_pool_equals_relu_then_pool_with_ties(shape):
 
   np.testing.assert_allclose(outer(layers.relu_max_pool_2x2), outer(two_ops), rtol=1e-6)
   # The backward pass keeps no full-resolution input: its residuals are the index and output.
-  _, res = layers._relu_pool_even_fwd(x[:, :shape[1] // 2 * 2, :shape[2] // 2 * 2])
+  _, res = pooling._relu_pool_even_fwd(x[:, :shape[1] // 2 * 2, :shape[2] // 2 * 2])
   assert res[0].dtype == jnp.int8 and res[0].shape == res[1].shape
 
 
@@ -228,5 +229,5 @@ def test_stem_relu_max_pool_equals_relu_then_flax_pool_with_ties(shape):
   np.testing.assert_allclose(vm[1], jax.grad(loss(layers.relu_max_pool_3x3_s2))(-x), rtol=1e-6,
                              atol=1e-6)
   if shape[1] % 2 == 0 and shape[2] % 2 == 0:   # the custom rule: index + output, no input
-    _, (first, y) = layers._relu_pool_3s2_fwd(x)
+    _, (first, y) = pooling._relu_pool_3s2_fwd(x)
     assert first.dtype == jnp.int8 and first.shape == y.shape

@@ -1,4 +1,4 @@
-"""The Pallas implicit-GEMM convolution (models/pallas_conv.py) against XLA's convolution.
+"""The Pallas implicit-GEMM convolution (fast/pallas_conv.py) against XLA's convolution.
 
 On CPU the kernels run in Pallas's interpreter, with small tiles so that every shape below
 spans several row tiles, ragged weight-gradient chunks and both weight-gradient kernels.
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-from meta_align_jax.models import pallas_conv as pc
-from meta_align_jax.models.conv import conv_fn, patch_conv
+from meta_align_jax.fast import pallas_conv as pc
+from meta_align_jax.fast.execution import conv_fn
+from meta_align_jax.fast.patch_conv import patch_conv
 
 DN = ('NHWC', 'HWIO', 'NHWC')
 

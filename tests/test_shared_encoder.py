@@ -61,14 +61,14 @@ def test_meta_gradient_adapts_source_stem_and_shared_encoder_alignment_reaches_b
   params = model.init(jax.random.key(0))
   batch = random_batch(c, 0)
   one = lambda t: jax.tree.map(lambda x: x[0], t)
-  g, _ = task_gradient(c, model, params, {'source': one(batch['source'])}, None, unroll=False)
+  g, _ = task_gradient(c, model, params, {'source': one(batch['source'])}, None)
   assert _abs_sum(g['source']) > 0 and _abs_sum(g['shared']) > 0 and _abs_sum(g['head']) > 0
   assert _abs_sum(g['target']) == 0      # source tasks never touch the target stem
   # Alignment alone (inner lr 0: the Reptile difference is exactly zero) moves both stems and Z.
   c = shared_config(**{'meta.inner_lr': 0.0})
   batch = random_batch(c, 0)
   g, _ = task_gradient(c, model, params, {'source': one(batch['source']),
-                                          'align': one(batch['align'])}, None, unroll=False)
+                                          'align': one(batch['align'])}, None)
   assert _abs_sum(g['source']) > 0 and _abs_sum(g['target']) > 0 and _abs_sum(g['shared']) > 0
   assert _abs_sum(g['head']) == 0
 

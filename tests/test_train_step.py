@@ -107,7 +107,7 @@ def test_vmapped_tasks_equal_a_python_loop_over_tasks():
   batch = random_batch(c, 3)
   tasks = {k: batch[k] for k in ('source', 'align')}
   rngs = jax.random.split(jax.random.key(0), c.task.tasks_per_device)
-  fn = lambda p, t, r: task_gradient(c, model, p, t, r, unroll=False)
+  fn = lambda p, t, r: task_gradient(c, model, p, t, r)
   got, _ = jax.jit(lambda p, t, r: over_tasks(fn, p, t, r, 'vmap'))(params, tasks, rngs)
   per_task = [fn(params, jax.tree.map(lambda x: x[i], tasks), rngs[i])[0]
               for i in range(c.task.tasks_per_device)]
@@ -277,3 +277,50 @@ def test_eval_step_scores_episodes_for_each_method():
     out = make_eval_step(c, model)(params, random_episodes(c, 4))
     assert out['accuracy'].shape == (4,)
     assert np.all((np.asarray(out['accuracy']) >= 0) & (np.asarray(out['accuracy']) <= 1))
+
+
+def _eval_setup(method):
+  """A 5-way config whose episodes have the shapes of 20-way 1-shot ones (5 ways x 4 shots)."""
+  c5 = tiny_config(**{'eval.method': method, 'eval.ways': 5, 'eval.shots': 4, 'eval.queries': 4,
+                      'eval.inner_steps': 1})
+  c20 = tiny_config(**{'eval.method': method, 'eval.ways': 20, 'eval.shots': 1,
+                       'eval.queries': 1, 'eval.inner_steps': 1})
+  model = build_model(c5)
+  return c5, c20, model, model.init(jax.random.key(0)), random_episodes(c20, 2)
+
+
+def test_eval_step_refuses_episodes_with_more_classes_than_its_ways():
+  """Issue 20: 20-way episodes scored as 5-way used to drop classes silently."""
+  c5, _, model, params, episodes = _eval_setup('proto')
+  assert episodes['support']['y'].shape == random_episodes(c5, 2)['support']['y'].shape
+  with pytest.raises(ValueError, match=r'label 19 but config\.eval\.ways=5.*ways=20'):
+    make_eval_step(c5, model)(params, episodes)
+  device = jax.device_put(episodes)   # device arrays: checked at a signature's first call
+  with pytest.raises(ValueError, match=r'config\.eval\.ways=5'):
+    make_eval_step(c5, model)(params, device)
+  with pytest.raises(ValueError, match=r'config\.eval\.ways=5'):
+    make_eval_step(c5, model).lower(params, episodes)
+  five = random_episodes(c5, 2)
+  five['support']['y'][0, :4] = 1      # class 0 has no support example in episode 0
+  with pytest.raises(ValueError, match=r'episode 0 has 4 classes but config\.eval\.ways=5'):
+    make_eval_step(c5, model)(params, five)
+
+
+def test_eval_step_prototypes_follow_explicit_ways():
+  """`make_eval_step(..., ways=20)` scores 20-way episodes as `config.eval.ways=20` does."""
+  c5, c20, model, params, episodes = _eval_setup('proto')
+  got = make_eval_step(c5, model, ways=20)(params, episodes)
+  want = make_eval_step(c20, model)(params, episodes)
+  np.testing.assert_allclose(got['accuracy'], want['accuracy'])
+  np.testing.assert_allclose(got['loss'], want['loss'], rtol=1e-6)
+  assert got['accuracy'].shape == (2,)
+
+
+def test_eval_step_refuses_a_head_smaller_than_its_ways():
+  """Fine-tuning slices the head's first `ways` logits: a 5-output head cannot score 20 ways."""
+  c5, c20, model, params, episodes = _eval_setup('finetune')
+  assert params['head']['Dense_0']['kernel'].shape[-1] == 5
+  with pytest.raises(ValueError, match=r"ways=20.*head has 5 outputs.*method='proto'"):
+    make_eval_step(c5, model, ways=20)(params, episodes)
+  with pytest.raises(ValueError, match=r'config\.eval\.ways=20.*head has 5 outputs'):
+    make_eval_step(c20, model)(params, episodes)    # the config's ways, a 5-way checkpoint

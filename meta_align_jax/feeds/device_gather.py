@@ -33,8 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# `replicate` moves to meta_align_jax.parallel with the core's refactor; until then it is here.
-from meta_align_jax.train_step import replicate
+from meta_align_jax.parallel import replicate
 
 
 def gather_batch(source_x, target_x, index_batch: dict) -> dict:

@@ -1,6 +1,8 @@
 """Meta-learners as pure functions: one few-shot task in, a meta-gradient for it out.
 
-Each learner maps `(params, task) -> (grads, metrics)`, where `task` is
+Each learner is a function `(model, side, ways, inner_cfg, params, task) -> (grads, metrics)`
+registered with `@register_learner(name)` (`config.meta.learner`; `adapts=True` for learners
+that need at least one inner step), where where `task` is
 `{'support': {'x', 'y'}, 'query': {'x', 'y'}}` of one modality with episode-local labels, and
 `grads` has the structure of `params` (the outer optimiser averages them over tasks and devices):
 
@@ -23,9 +25,24 @@ import jax
 import jax.numpy as jnp
 
 from meta_align_jax import losses
+from meta_align_jax.fast import inner as fast_inner
 from meta_align_jax.meta import inner
+from meta_align_jax.registry import Registry
 
-LEARNERS = ('reptile', 'fomaml', 'maml', 'protonet', 'supervised')
+LEARNERS = Registry('meta-learner', 'config.meta.learner')
+
+
+def register_learner(name: str, *, adapts: bool = False, overwrite: bool = False):
+  """Decorator: registers `fn(model, side, ways, inner_cfg, params, task) -> (grads, metrics)`
+  as `config.meta.learner=name`; `adapts`: it runs the inner loop (needs inner_steps >= 1)."""
+  def add(fn):
+    fn.adapts = adapts
+    return LEARNERS.register(name, fn, overwrite=overwrite)
+  return add
+
+
+def adapts(name: str) -> bool:
+  return bool(getattr(LEARNERS.get(name), 'adapts', False))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,13 +54,16 @@ class InnerConfig:
   remat: bool
   zero_head: bool
   batch_size: int = 0
-  peel_first: bool = True  # the first inner step outside the scanned loop (inner.adapt)
+  # The fast inner loop (fast/inner.py: same numbers), chosen by the step's `Execution`.
+  fast: bool = False
+  peel_first: bool = True  # with `fast`: the first inner step outside the scanned loop
 
   def run(self, loss_fn, params, batch):
-    return inner.adapt(loss_fn, params, batch, steps=self.steps, optimizer=self.optimizer,
-                       keys=self.keys, unroll=self.unroll, remat=self.remat,
-                       zero_head=self.zero_head, batch_size=self.batch_size,
-                       peel_first=self.peel_first)
+    kw = dict(steps=self.steps, optimizer=self.optimizer, keys=self.keys, unroll=self.unroll,
+              remat=self.remat, zero_head=self.zero_head, batch_size=self.batch_size)
+    if self.fast:
+      return fast_inner.adapt(loss_fn, params, batch, peel_first=self.peel_first, **kw)
+    return inner.adapt(loss_fn, params, batch, **kw)
 
 
 def classifier_loss(model, side: str, ways: int) -> Callable:
@@ -71,50 +91,65 @@ def _concat(a: dict, b: dict) -> dict:
 
 def meta_gradient(learner: str, model, side: str, ways: int, inner_cfg: InnerConfig,
                   params: dict, task: dict):
-  """The meta-gradient of one task for `learner`; see the module docstring."""
+  """The meta-gradient of one task for the registered `learner`; see the module docstring."""
+  return LEARNERS.get(learner)(model, side, ways, inner_cfg, params, task)
+
+
+@register_learner('reptile', adapts=True)
+def reptile(model, side, ways, inner_cfg, params, task):
   loss_fn = classifier_loss(model, side, ways)
   support, query = task['support'], task['query']
+  data = _concat({'x': support['x'], 'y': support['y']}, {'x': query['x'], 'y': query['y']})
+  fast, inner_losses = inner_cfg.run(loss_fn, params, data)
+  grads = jax.tree.map(lambda p, q: p - q, params, fast)
+  return grads, {'meta_loss': inner_losses[-1] if inner_losses.shape[0] else loss_fn(params, data),
+                 **_inner_metrics(inner_losses)}
 
-  if learner == 'reptile':
-    data = _concat({'x': support['x'], 'y': support['y']}, {'x': query['x'], 'y': query['y']})
-    fast, inner_losses = inner_cfg.run(loss_fn, params, data)
-    grads = jax.tree.map(lambda p, q: p - q, params, fast)
-    return grads, {'meta_loss': inner_losses[-1] if inner_losses.shape[0] else loss_fn(params, data),
-                   **_inner_metrics(inner_losses)}
 
-  if learner == 'fomaml':
-    fast, inner_losses = inner_cfg.run(loss_fn, jax.lax.stop_gradient(params), support)
-    (loss, acc), grads = _value_and_grad_with_acc(model, side, ways, fast, query)
-    return grads, {'meta_loss': loss, 'query_acc': acc, **_inner_metrics(inner_losses)}
+@register_learner('fomaml', adapts=True)
+def fomaml(model, side, ways, inner_cfg, params, task):
+  loss_fn = classifier_loss(model, side, ways)
+  fast, inner_losses = inner_cfg.run(loss_fn, jax.lax.stop_gradient(params), task['support'])
+  (loss, acc), grads = _value_and_grad_with_acc(model, side, ways, fast, task['query'])
+  return grads, {'meta_loss': loss, 'query_acc': acc, **_inner_metrics(inner_losses)}
 
-  if learner == 'maml':
-    def outer(p):
-      fast, inner_losses = inner_cfg.run(loss_fn, p, support)
-      loss, acc = _query_metrics(model, side, ways, fast, query)
-      return loss, (acc, inner_losses)
-    (loss, (acc, inner_losses)), grads = jax.value_and_grad(outer, has_aux=True)(params)
-    return grads, {'meta_loss': loss, 'query_acc': acc, **_inner_metrics(inner_losses)}
 
-  if learner == 'protonet':
-    def proto(p):
-      logits = losses.proto_logits(model.embed(p, support['x'], side), support['y'],
-                                   model.embed(p, query['x'], side), ways)
-      return losses.cross_entropy(logits, query['y']), losses.accuracy(logits, query['y'])
-    (loss, acc), grads = jax.value_and_grad(proto, has_aux=True)(params)
-    return grads, {'meta_loss': loss, 'query_acc': acc}
+@register_learner('maml', adapts=True)
+def maml(model, side, ways, inner_cfg, params, task):
+  loss_fn = classifier_loss(model, side, ways)
+  def outer(p):
+    fast, inner_losses = inner_cfg.run(loss_fn, p, task['support'])
+    loss, acc = _query_metrics(model, side, ways, fast, task['query'])
+    return loss, (acc, inner_losses)
+  (loss, (acc, inner_losses)), grads = jax.value_and_grad(outer, has_aux=True)(params)
+  return grads, {'meta_loss': loss, 'query_acc': acc, **_inner_metrics(inner_losses)}
 
-  if learner == 'supervised':
-    if 'global_head' not in params:
-      raise ValueError("config.meta.learner='supervised' needs config.model.num_global_classes > 0 "
-                       '(the number of meta-train classes).')
-    data = _concat({'x': support['x'], 'y': support['label']}, {'x': query['x'], 'y': query['label']})
-    def sup(p):
-      logits = model.logits(p, model.embed(p, data['x'], side), head='global_head')
-      return losses.cross_entropy(logits, data['y']), losses.accuracy(logits, data['y'])
-    (loss, acc), grads = jax.value_and_grad(sup, has_aux=True)(params)
-    return grads, {'meta_loss': loss, 'query_acc': acc}
 
-  raise ValueError(f'config.meta.learner={learner!r}: use one of {LEARNERS}.')
+@register_learner('protonet')
+def protonet(model, side, ways, inner_cfg, params, task):
+  del inner_cfg
+  support, query = task['support'], task['query']
+  def proto(p):
+    logits = losses.proto_logits(model.embed(p, support['x'], side), support['y'],
+                                 model.embed(p, query['x'], side), ways)
+    return losses.cross_entropy(logits, query['y']), losses.accuracy(logits, query['y'])
+  (loss, acc), grads = jax.value_and_grad(proto, has_aux=True)(params)
+  return grads, {'meta_loss': loss, 'query_acc': acc}
+
+
+@register_learner('supervised')
+def supervised(model, side, ways, inner_cfg, params, task):
+  del ways, inner_cfg
+  if 'global_head' not in params:
+    raise ValueError("config.meta.learner='supervised' needs config.model.num_global_classes > 0 "
+                     '(the number of meta-train classes).')
+  support, query = task['support'], task['query']
+  data = _concat({'x': support['x'], 'y': support['label']}, {'x': query['x'], 'y': query['label']})
+  def sup(p):
+    logits = model.logits(p, model.embed(p, data['x'], side), head='global_head')
+    return losses.cross_entropy(logits, data['y']), losses.accuracy(logits, data['y'])
+  (loss, acc), grads = jax.value_and_grad(sup, has_aux=True)(params)
+  return grads, {'meta_loss': loss, 'query_acc': acc}
 
 
 def _value_and_grad_with_acc(model, side, ways, params, query):

@@ -11,14 +11,16 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from meta_align_jax.models.conv import conv_fn
 from meta_align_jax.models.layers import (Norm, max_pool_2x2, relu_max_pool_2x2,
                                           relu_max_pool_3x3_s2)
 
 
-def _conv(features, kernel=3, strides=1, dtype=jnp.float32, name=None, impl='xla'):
-  return nn.Conv(features, (kernel, kernel), strides=(strides, strides), padding='SAME',
-                 use_bias=False, dtype=dtype, name=name, conv_general_dilated=conv_fn(impl))
+ModuleDef = Any
+
+
+def _conv(features, kernel=3, strides=1, dtype=jnp.float32, name=None, conv: ModuleDef = nn.Conv):
+  return conv(features, (kernel, kernel), strides=(strides, strides), padding='SAME',
+              use_bias=False, dtype=dtype, name=name)
 
 
 class Conv4(nn.Module):
@@ -26,7 +28,7 @@ class Conv4(nn.Module):
   width: int = 64
   norm: str = 'group'
   dtype: Any = jnp.float32
-  conv: str = 'xla'                 # models/conv.py: xla | patches
+  conv: ModuleDef = nn.Conv        # set by build_model from the execution (fast/execution.py)
   blocks: int = 4
   # Blocks `first..blocks-1` only, and the feature map instead of its global average when
   # `pool_output` is False: the pieces of a shared encoder (`ConvStem` and the shared tower of
@@ -38,7 +40,7 @@ class Conv4(nn.Module):
   def __call__(self, x):
     x = x.astype(self.dtype)
     for i in range(self.first, self.blocks):
-      x = _conv(self.width, dtype=self.dtype, name=f'conv{i}', impl=self.conv)(x)
+      x = _conv(self.width, dtype=self.dtype, name=f'conv{i}', conv=self.conv)(x)
       x = Norm(self.norm, self.dtype, name=f'norm{i}')(x)
       if x.shape[1] > 1 and x.shape[2] > 1:
         x = relu_max_pool_2x2(x)   # = max_pool_2x2(relu(x)), a cheaper backward pass
@@ -53,16 +55,16 @@ class BasicBlock(nn.Module):
   strides: int = 1
   norm: str = 'group'
   dtype: Any = jnp.float32
-  conv: str = 'xla'                 # models/conv.py: xla | patches
+  conv: ModuleDef = nn.Conv        # set by build_model from the execution (fast/execution.py)
 
   @nn.compact
   def __call__(self, x):
-    y = _conv(self.features, 3, self.strides, self.dtype, impl=self.conv)(x)
+    y = _conv(self.features, 3, self.strides, self.dtype, conv=self.conv)(x)
     y = nn.relu(Norm(self.norm, self.dtype)(y))
-    y = _conv(self.features, 3, 1, self.dtype, impl=self.conv)(y)
+    y = _conv(self.features, 3, 1, self.dtype, conv=self.conv)(y)
     y = Norm(self.norm, self.dtype)(y)
     if x.shape[-1] != self.features or self.strides != 1:
-      x = _conv(self.features, 1, self.strides, self.dtype, name='shortcut', impl=self.conv)(x)
+      x = _conv(self.features, 1, self.strides, self.dtype, name='shortcut', conv=self.conv)(x)
       x = Norm(self.norm, self.dtype, name='shortcut_norm')(x)
     return nn.relu(x + y)
 
@@ -76,17 +78,17 @@ class ResNet18(nn.Module):
   width: int = 64
   norm: str = 'group'
   dtype: Any = jnp.float32
-  conv: str = 'xla'                 # models/conv.py: xla | patches
+  conv: ModuleDef = nn.Conv        # set by build_model from the execution (fast/execution.py)
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
 
   @nn.compact
   def __call__(self, x):
     x = x.astype(self.dtype)
     if x.shape[1] >= 64:
-      x = _conv(self.width, 7, 2, self.dtype, name='stem', impl=self.conv)(x)
+      x = _conv(self.width, 7, 2, self.dtype, name='stem', conv=self.conv)(x)
       x = relu_max_pool_3x3_s2(Norm(self.norm, self.dtype, name='stem_norm')(x))   # ReLU, pool
     else:
-      x = _conv(self.width, 3, 1, self.dtype, name='stem', impl=self.conv)(x)
+      x = _conv(self.width, 3, 1, self.dtype, name='stem', conv=self.conv)(x)
       x = nn.relu(Norm(self.norm, self.dtype, name='stem_norm')(x))
     for i, n in enumerate(self.stage_sizes):
       for j in range(n):
@@ -99,17 +101,17 @@ class ResNet12Block(nn.Module):
   features: int
   norm: str = 'group'
   dtype: Any = jnp.float32
-  conv: str = 'xla'                 # models/conv.py: xla | patches
+  conv: ModuleDef = nn.Conv        # set by build_model from the execution (fast/execution.py)
 
   @nn.compact
   def __call__(self, x):
     y = x
     for i in range(3):
-      y = _conv(self.features, 3, 1, self.dtype, impl=self.conv)(y)
+      y = _conv(self.features, 3, 1, self.dtype, conv=self.conv)(y)
       y = Norm(self.norm, self.dtype)(y)
       if i < 2:
         y = nn.leaky_relu(y, 0.1)
-    x = _conv(self.features, 1, 1, self.dtype, name='shortcut', impl=self.conv)(x)
+    x = _conv(self.features, 1, 1, self.dtype, name='shortcut', conv=self.conv)(x)
     x = Norm(self.norm, self.dtype, name='shortcut_norm')(x)
     y = nn.leaky_relu(x + y, 0.1)
     return max_pool_2x2(y, ceil=True)
@@ -120,7 +122,7 @@ class ResNet12(nn.Module):
   width: int = 64
   norm: str = 'group'
   dtype: Any = jnp.float32
-  conv: str = 'xla'                 # models/conv.py: xla | patches
+  conv: ModuleDef = nn.Conv        # set by build_model from the execution (fast/execution.py)
 
   @nn.compact
   def __call__(self, x):

@@ -9,6 +9,10 @@ meta-learners adapt groups by name. Everything is a pure function of the paramet
 With `config.model.shared_encoder` both modalities go through one encoder: `source` and `target`
 hold only each modality's own first convolutional block (a stem: input channels and layouts
 differ), and a fourth group `shared` holds the rest of the Conv-4 and the projection into Z.
+
+How the model runs (which convolution module the encoders use, the LSTM's unroll, encoders
+mapped over tasks) is the `Execution` resolved once by `build_model` (fast/execution.py) and kept
+on the model as `model.execution`; it changes speed, never the numbers or the parameters.
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.custom_batching import sequential_vmap
 
-from meta_align_jax import parallel
+from meta_align_jax.fast import execution as execution_lib
+from meta_align_jax.fast import mapped
+from meta_align_jax.fast.execution import Execution
 from meta_align_jax.models import image, sequence
-from meta_align_jax.models.conv import resolve_conv
 from meta_align_jax.models.layers import NORMS
+from meta_align_jax.registry import Registry
 
 MODALITIES = ('image', 'audio', 'speech', 'text')
 
@@ -33,7 +37,8 @@ MODALITIES = ('image', 'audio', 'speech', 'text')
 @dataclasses.dataclass(frozen=True)
 class EncoderSpec:
   make: Callable[..., nn.Module]   # (model_config, dtype) -> module; model_config.conv is the
-                                   # side's resolved convolution impl (models/conv.py)
+                                   # side's convolution module (nn.Conv or a faster one, from
+                                   # the execution) and model_config.rnn_unroll the LSTM's unroll
   modalities: tuple[str, ...]
   input_rank: int                  # rank of one example (3 for images, 2 for spectrograms, 1 or 2 for text)
 
@@ -43,27 +48,40 @@ def _rnn(bidirectional):
                                            m.text_pool, dt, m.rnn_unroll)
 
 
-ENCODERS: dict[str, EncoderSpec] = {
-    'conv4': EncoderSpec(lambda m, dt: image.Conv4(m.width, m.norm, dt, m.conv), ('image',), 3),
-    'resnet12': EncoderSpec(lambda m, dt: image.ResNet12(m.width, m.norm, dt, m.conv), ('image',), 3),
-    'resnet18': EncoderSpec(lambda m, dt: image.ResNet18(m.width, m.norm, dt, m.conv), ('image',), 3),
-    'mel_cnn': EncoderSpec(lambda m, dt: sequence.MelCNN(m.width, m.norm, dt, m.conv),
-                           ('audio', 'speech'), 2),
-    'temporal_conv': EncoderSpec(
-        lambda m, dt: sequence.TemporalConv(m.width, m.norm, dt, pool=m.text_pool, conv=m.conv),
-        ('audio', 'speech'), 2),
-    'lstm': EncoderSpec(_rnn(False), ('text', 'audio', 'speech'), 0),
-    'bilstm': EncoderSpec(_rnn(True), ('text', 'audio', 'speech'), 0),
-    'transformer': EncoderSpec(
-        lambda m, dt: sequence.TransformerEncoder(m.vocab_size, m.hidden, max(1, m.text_layers),
-                                                  pool=m.text_pool, dtype=dt),
-        ('text', 'audio', 'speech'), 0),
-}
+ENCODERS = Registry('encoder', 'config.<side>.encoder')
 
 
-def register_encoder(name: str, spec: EncoderSpec) -> None:
-  """Adds an encoder that configs can name (research code extending the library)."""
-  ENCODERS[name] = spec
+def register_encoder(name: str, spec: EncoderSpec | None = None, *,
+                     modalities: tuple[str, ...] = (), input_rank: int = 0,
+                     overwrite: bool = False):
+  """Adds an encoder that configs can name: `register_encoder(name, spec)`, or as a decorator
+  `@register_encoder(name, modalities=(...), input_rank=r)` on a `(model_config, dtype) -> module`
+  function."""
+  if spec is None:
+    def add(make):
+      ENCODERS.register(name, EncoderSpec(make, tuple(modalities), input_rank), overwrite=overwrite)
+      return make
+    return add
+  return ENCODERS.register(name, spec, overwrite=overwrite)
+
+
+register_encoder('conv4', EncoderSpec(lambda m, dt: image.Conv4(m.width, m.norm, dt, m.conv),
+                                      ('image',), 3))
+register_encoder('resnet12', EncoderSpec(
+    lambda m, dt: image.ResNet12(m.width, m.norm, dt, m.conv), ('image',), 3))
+register_encoder('resnet18', EncoderSpec(
+    lambda m, dt: image.ResNet18(m.width, m.norm, dt, m.conv), ('image',), 3))
+register_encoder('mel_cnn', EncoderSpec(lambda m, dt: sequence.MelCNN(m.width, m.norm, dt, m.conv),
+                                        ('audio', 'speech'), 2))
+register_encoder('temporal_conv', EncoderSpec(
+    lambda m, dt: sequence.TemporalConv(m.width, m.norm, dt, pool=m.text_pool, conv=m.conv),
+    ('audio', 'speech'), 2))
+register_encoder('lstm', EncoderSpec(_rnn(False), ('text', 'audio', 'speech'), 0))
+register_encoder('bilstm', EncoderSpec(_rnn(True), ('text', 'audio', 'speech'), 0))
+register_encoder('transformer', EncoderSpec(
+    lambda m, dt: sequence.TransformerEncoder(m.vocab_size, m.hidden, max(1, m.text_layers),
+                                              pool=m.text_pool, dtype=dt),
+    ('text', 'audio', 'speech'), 0))
 
 
 # Encoders whose modalities can share one encoder (`config.model.shared_encoder`): the 2-D
@@ -77,7 +95,7 @@ class ConvStem(nn.Module):
   width: int
   norm: str
   dtype: Any
-  conv: str = 'xla'
+  conv: Any = nn.Conv
 
   @nn.compact
   def __call__(self, x):
@@ -132,7 +150,8 @@ class MetaAlignModel:
   global_head: Head | None
   source_input: jax.ShapeDtypeStruct
   target_input: jax.ShapeDtypeStruct
-  map_encoders: tuple[str, ...] = ()   # sides embedded through `mapped_over_batch`
+  # How it runs (resolved once from config.execution; speed only, never the numbers).
+  execution: Execution = Execution()
   # With a shared encoder, `source` and `target` are the modalities' stems (`ConvStem`) and
   # `shared` the tower both go through (parameter group 'shared').
   shared: Tower | None = None
@@ -165,91 +184,32 @@ class MetaAlignModel:
 
   def embed(self, params: dict, x, side: str):
     """Embeds a batch `[B, ...]` of `side` ('source' or 'target') inputs into Z."""
-    fn = _side_fn(self, side)
     p = {k: params[k] for k in ((side, 'shared') if self.shared is not None else (side,))}
-    if side in self.map_encoders:
-      return _mapped(fn)(p, x)
-    return fn(p, x)
+    if side in self.execution.map_encoders:   # speed only: task by task under vmap
+      return mapped.mapped(mapped.side_fn(self, side))(p, x)
+    tower = self.source if side == 'source' else self.target
+    h = tower.apply({'params': p[side]}, x)
+    return h if self.shared is None else self.shared.apply({'params': p['shared']}, h)
 
   def logits(self, params: dict, z, head: str = 'head'):
     module = self.head if head == 'head' else self.global_head
     return module.apply({'params': params[head]}, z)
 
 
-def mapped_over_batch(fn):
-  """`fn(p, x)` whose vmap (e.g. over tasks) runs as a `lax.map`, forward and backward.
-
-  Under `vmap` with per-task parameters `p` a convolution becomes a grouped convolution, which
-  cuDNN runs on slow kernels; this keeps the convolutions of `fn` ungrouped, one task after the
-  other, while the rest of the step stays vmapped (`config.execution.map_encoders`). The backward
-  pass recomputes the forward (a third more encoder FLOPs) and gives no gradient for `x` (inputs
-  are data). Outside vmap it is `fn`. Differentiable once: second-order MAML through it fails
-  (`jax.custom_batching` has no reverse-mode rule); Reptile, first-order MAML and alignment work.
-  """
-  fwd = sequential_vmap(fn)
-
-  @sequential_vmap
-  def bwd(p, x, g):
-    return jax.vjp(lambda q: fn(q, x), p)[1](g)[0]
-
-  @jax.custom_vjp
-  def f(p, x):
-    return fwd(p, x)
-
-  f.defvjp(lambda p, x: (fwd(p, x), (p, x)),
-           lambda res, g: (bwd(*res, g), jax.tree.map(_zero_cotangent, res[1])))
-  return f
-
-
-def _zero_cotangent(x):
-  if jnp.issubdtype(x.dtype, jnp.inexact):
-    return jnp.zeros_like(x)
-  return np.zeros(x.shape, jax.dtypes.float0)
-
-
-_SIDE_FNS: dict = {}
-_MAPPED: dict = {}
-
-
-def _side_fn(model: MetaAlignModel, side: str):
-  """`fn(p, x) -> z` for `side`, `p` holding the groups it reads; one function object per model
-  and side (the modules are kept alive with it, so ids are not reused)."""
-  tower = model.source if side == 'source' else model.target
-  key = (side, id(tower), id(model.shared))
-  if key not in _SIDE_FNS:
-    shared = model.shared
-    if shared is None:
-      fn = lambda p, x: tower.apply({'params': p[side]}, x)
-    else:
-      fn = lambda p, x: shared.apply({'params': p['shared']},
-                                     tower.apply({'params': p[side]}, x))
-    _SIDE_FNS[key] = (tower, shared, fn)
-  return _SIDE_FNS[key][2]
-
-
-def _mapped(fn):
-  if id(fn) not in _MAPPED:
-    _MAPPED[id(fn)] = (fn, mapped_over_batch(fn))
-  return _MAPPED[id(fn)][1]
-
-
 class _SideModel:
-  """`config.model` seen by one side's encoder, plus the execution choices encoders take: `conv`
-  (that side's resolved convolution impl) and `rnn_unroll`."""
+  """`config.model` seen by one side's encoder, plus what the execution hands encoders: `conv`
+  (that side's convolution module) and `rnn_unroll`."""
 
-  def __init__(self, model_config, conv: str, rnn_unroll: int = 1):
+  def __init__(self, model_config, conv: Any = nn.Conv, rnn_unroll: int = 1):
     self._model, self.conv, self.rnn_unroll = model_config, conv, rnn_unroll
 
   def __getattr__(self, name):
     return getattr(self._model, name)
 
 
-def _encoder(side: str, side_config, model_config, conv: str = 'xla', rnn_unroll: int = 1):
+def _encoder(side: str, side_config, model_config, conv: Any = nn.Conv, rnn_unroll: int = 1):
   name = side_config.encoder
-  if name not in ENCODERS:
-    raise ValueError(f'config.{side}.encoder={name!r} is not a known encoder; known: '
-                     f'{sorted(ENCODERS)}.')
-  spec = ENCODERS[name]
+  spec = ENCODERS.get(name, f'config.{side}.encoder')
   if side_config.modality not in MODALITIES:
     raise ValueError(f'config.{side}.modality={side_config.modality!r}: use one of {MODALITIES}.')
   if side_config.modality not in spec.modalities:
@@ -277,15 +237,15 @@ def check_shared_encoder(config) -> None:
           'or use one of them on both sides.')
 
 
-def build_model(config) -> MetaAlignModel:
-  """Builds the model named by `config.source`, `config.target` and `config.model`."""
+def build_model(config, execution: Execution | None = None) -> MetaAlignModel:
+  """Builds the model named by `config.source`, `config.target` and `config.model`.
+
+  `execution` (default: resolved from `config.execution`, once) picks the convolution modules and
+  the LSTM unroll and travels with the model to the train and evaluation steps."""
   m = config.model
-  map_encoders = tuple(config.execution.get('map_encoders', ()))
-  task_batching = parallel.resolve_execution(config)[0]
-  convs = {side: resolve_conv(config.execution.get('conv', 'xla'), task_batching, side,
-                              map_encoders) for side in ('source', 'target')}
-  towers = {side: Tower(_encoder(side, config[side], m, convs[side],
-                                 int(config.execution.get('rnn_unroll', 1))), m.z_dim)
+  ex = execution or execution_lib.resolve(config)
+  convs = {side: ex.conv_module(side) for side in ('source', 'target')}
+  towers = {side: Tower(_encoder(side, config[side], m, convs[side], ex.rnn_unroll), m.z_dim)
             for side in ('source', 'target')}
   shared = None
   if m.get('shared_encoder', False):
@@ -297,8 +257,7 @@ def build_model(config) -> MetaAlignModel:
   global_head = Head(m.num_global_classes, m.head) if m.num_global_classes > 0 else None
   return MetaAlignModel(
       source=towers['source'], target=towers['target'], head=Head(ways, m.head),
-      global_head=global_head,
-      map_encoders=map_encoders, shared=shared,
+      global_head=global_head, execution=ex, shared=shared,
       source_input=jax.ShapeDtypeStruct(tuple(config.source.input_shape),
                                         input_dtype(config.source)),
       target_input=jax.ShapeDtypeStruct(tuple(config.target.input_shape),

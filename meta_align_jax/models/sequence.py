@@ -20,10 +20,9 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from meta_align_jax.models.conv import conv_fn
-from meta_align_jax.models.image import Conv4
+from meta_align_jax.models.image import Conv4, ModuleDef
 from meta_align_jax.models.layers import Norm
-from meta_align_jax.models.lstm import LSTM, reverse_valid
+from meta_align_jax.fast.lstm import lstm_recurrence
 
 
 def sequence_mask(x):
@@ -64,7 +63,7 @@ class MelCNN(nn.Module):
   width: int = 32
   norm: str = 'group'
   dtype: Any = jnp.float32
-  conv: str = 'xla'
+  conv: ModuleDef = nn.Conv        # set by build_model from the execution (fast/execution.py)
 
   @nn.compact
   def __call__(self, x, mask=None):
@@ -79,18 +78,40 @@ class TemporalConv(nn.Module):
   dtype: Any = jnp.float32
   layers: int = 3
   pool: str = 'max'
-  conv: str = 'xla'
+  conv: ModuleDef = nn.Conv        # set by build_model from the execution (fast/execution.py)
 
   @nn.compact
   def __call__(self, x, mask=None):
     mask = sequence_mask(x) if mask is None else mask
     h = x.astype(self.dtype) * mask[..., None].astype(self.dtype)
     for i in range(self.layers):
-      h = nn.Conv(self.width * 2**min(i, 2), (5,), padding='SAME', dtype=self.dtype,
-                    conv_general_dilated=conv_fn(self.conv))(h)
+      h = self.conv(self.width * 2**min(i, 2), (5,), padding='SAME', dtype=self.dtype)(h)
       h = nn.relu(Norm('layer' if self.norm == 'group' else self.norm, self.dtype)(h))
       h = h * mask[..., None].astype(self.dtype)   # keep padding from leaking into neighbours
     return masked_pool(h, mask, self.pool)
+
+
+def reverse_valid(x, lengths):
+  """Reverses each row's first `lengths[b]` steps (padding stays in place); its own inverse."""
+  steps = jnp.arange(x.shape[1])[None, :]
+  idx = jnp.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+  return jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
+
+
+class LSTM(nn.Module):
+  """One LSTM direction over `[B, L, D]` with a mask `[B, L]`; returns `[B, L, H]` float32.
+
+  The gates of `flax.linen.OptimizedLSTMCell`; masked steps carry the state through unchanged.
+  The recurrence has a hand-written backward pass (fast/lstm.py, the same numbers)."""
+  hidden: int
+  dtype: Any = jnp.float32
+  unroll: int = 1
+
+  @nn.compact
+  def __call__(self, x, mask):
+    gx = nn.Dense(4 * self.hidden, dtype=self.dtype, name='wi')(x)   # all steps in one GEMM
+    wh = self.param('wh', nn.initializers.orthogonal(), (self.hidden, 4 * self.hidden))
+    return lstm_recurrence(gx, wh, mask, self.dtype, self.unroll)
 
 
 class RNNEncoder(nn.Module):

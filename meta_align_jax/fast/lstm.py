@@ -1,4 +1,4 @@
-"""LSTM layer for per-task adaptation: input projections outside the time loop and a hand-written
+"""LSTM recurrence for per-task adaptation: input projections outside the time loop and a hand-written
 backward pass whose weight gradient is one matrix product, not a sum built inside the loop.
 
 Why: under `vmap` over tasks every task has its own LSTM weights. Differentiating a `lax.scan`
@@ -18,9 +18,7 @@ backward pass, which is ordinary JAX).
 from __future__ import annotations
 
 import functools
-from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,23 +114,3 @@ def lstm_recurrence(gx, wh, mask, dtype=jnp.float32, unroll: int = 1):
   `unroll`: time steps per loop iteration (`lax.scan`'s unroll; `config.execution.rnn_unroll`).
   """
   return _recurrence(gx, wh, mask.astype(bool), jnp.dtype(dtype), int(unroll))
-
-
-def reverse_valid(x, lengths):
-  """Reverses each row's first `lengths[b]` steps (padding stays in place); its own inverse."""
-  steps = jnp.arange(x.shape[1])[None, :]
-  idx = jnp.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
-  return jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
-
-
-class LSTM(nn.Module):
-  """One LSTM direction over `[B, L, D]` with a mask `[B, L]`; returns `[B, L, H]` float32."""
-  hidden: int
-  dtype: Any = jnp.float32
-  unroll: int = 1
-
-  @nn.compact
-  def __call__(self, x, mask):
-    gx = nn.Dense(4 * self.hidden, dtype=self.dtype, name='wi')(x)   # all steps in one GEMM
-    wh = self.param('wh', nn.initializers.orthogonal(), (self.hidden, 4 * self.hidden))
-    return lstm_recurrence(gx, wh, mask, self.dtype, self.unroll)

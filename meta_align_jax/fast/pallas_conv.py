@@ -1,6 +1,6 @@
 """Stride-1 SAME convolution as an implicit GEMM in Pallas: no patch matrix in memory.
 
-Why: `patch_conv` (models/conv.py) turns a convolution with per-task weights into one batched
+Why: `patch_conv` (fast/patch_conv.py) turns a convolution with per-task weights into one batched
 GEMM, but it writes the `kh*kw` times larger patch matrix to memory and, in the backward pass,
 the equally large gradient of it. For Conv-4 at 84x84 those copies were about a quarter of the
 step on an H100 (bench/README.md). Here the copies are never made.
@@ -40,6 +40,8 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from meta_align_jax.fast.patch_conv import _channels_last_numbers, _is_unit, patch_conv
 
 # Tiles of the two kernels: the fastest of bench/tune_pallas.py's grid on an H100 for Conv-4's
 # 64-channel blocks at 42x42 and 21x21, 64 tasks (2026-11-26: shifted GEMM 1.244 -> 1.167 ms,
@@ -280,7 +282,6 @@ def _pads(spatial, ksize, padding):
 def covers(lhs_shape, rhs_shape, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
            dimension_numbers=None, feature_group_count=1, batch_group_count=1) -> bool:
   """Whether `pallas_conv` computes this convolution itself (else it calls `patch_conv`)."""
-  from meta_align_jax.models.conv import _channels_last_numbers, _is_unit
   if len(lhs_shape) != 4 or len(rhs_shape) != 4 or dimension_numbers is None:
     return False
   if lax.conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers) != \
@@ -303,11 +304,10 @@ def pallas_conv(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=N
   """`lax.conv_general_dilated` for `[B, H, W, C]` x `[kh, kw, C, O]`, stride 1, any padding.
 
   Strided convolutions of few-channel inputs (the ResNet stem) come back here as stride-1
-  convolutions on folded pixel blocks (`conv._space_to_depth_conv`); other uncovered ones go to
+  convolutions on folded pixel blocks (`patch_conv._space_to_depth_conv`); other uncovered ones go to
   patch GEMMs."""
   if not covers(lhs.shape, rhs.shape, window_strides, padding, lhs_dilation, rhs_dilation,
                 dimension_numbers, feature_group_count, batch_group_count):
-    from meta_align_jax.models.conv import patch_conv
     return patch_conv(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                       dimension_numbers, feature_group_count, batch_group_count, precision,
                       preferred_element_type, folded_conv=functools.partial(

@@ -12,7 +12,7 @@ its transpose (the backward pass) is again batched GEMMs plus a fused sum of shi
 
 The price is memory traffic: the patch matrix is `kh*kw` times the input. It pays where
 grouped convolutions are slow (many tasks, GPU); on CPU and for one task at a time XLA's own
-convolution is better. `config.execution.conv` picks (`resolve_conv`).
+convolution is better. `config.execution.conv` picks (fast/execution.py).
 
 `patch_conv` has the signature of `lax.conv_general_dilated` (what `flax.linen.Conv` calls);
 cases it does not cover (dilation, feature groups, channels-first layouts) go to
@@ -25,12 +25,9 @@ from __future__ import annotations
 import itertools
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
-CONV_IMPLS = ('auto', 'xla', 'patches', 'pallas')
-GPU_BACKENDS = ('gpu', 'cuda', 'rocm')
 # patch_conv: strided convolutions of inputs with at most this many channels run on s x s blocks
 # folded into channels (_space_to_depth_conv).
 FEW_CHANNELS = 4
@@ -123,41 +120,3 @@ def _space_to_depth_conv(x, rhs, s, out_sp, dimension_numbers, precision,
   kp = kp.reshape(kq[0], kq[1], s * s * c_in, c_out)
   return conv(xs, kp, (1, 1), 'VALID', dimension_numbers=dimension_numbers,
               precision=precision, preferred_element_type=preferred_element_type)
-
-
-def conv_fn(impl: str):
-  """The `conv_general_dilated` argument of `flax.linen.Conv` for a resolved impl."""
-  if impl == 'xla':
-    return None
-  if impl == 'patches':
-    return patch_conv
-  if impl == 'pallas':
-    from meta_align_jax.models.pallas_conv import pallas_conv
-    return pallas_conv
-  raise ValueError(f"conv impl {impl!r}: resolve 'auto' first (resolve_conv); use {CONV_IMPLS}.")
-
-
-def resolve_conv(impl: str, task_batching: str, side: str, map_encoders: Sequence[str],
-                 backend: str | None = None) -> str:
-  """`config.execution.conv` for one side. `auto`: where per-task weights are vmapped on an
-  accelerator (grouped convolutions otherwise), the Pallas implicit GEMM on GPUs
-  (models/pallas_conv.py; the convolutions it does not cover go to patches) and patches on other
-  accelerators; XLA's convolution elsewhere."""
-  if impl not in CONV_IMPLS:
-    raise ValueError(f'config.execution.conv={impl!r}: use one of {CONV_IMPLS}.')
-  backend = backend or jax.default_backend()
-  if impl == 'pallas' and backend == 'cpu':
-    raise ValueError(
-        "config.execution.conv='pallas' on CPU would run the Pallas kernels in Pallas's "
-        "interpreter (meant for tests, orders of magnitude slower). Use 'auto' (XLA's "
-        "convolutions on CPU, the Pallas kernels on GPU) or 'xla'.")
-  if impl == 'pallas' and backend not in GPU_BACKENDS:
-    raise ValueError(
-        f"config.execution.conv='pallas' needs a GPU (its kernels are Triton kernels); this "
-        f"backend is {backend!r}. Use 'auto' (patch GEMMs on other accelerators) or 'patches'.")
-  if impl != 'auto':
-    return impl
-  vmapped = task_batching == 'vmap' and side not in tuple(map_encoders)
-  if backend == 'cpu' or not vmapped:
-    return 'xla'
-  return 'pallas' if backend in GPU_BACKENDS else 'patches'
