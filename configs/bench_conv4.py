@@ -28,7 +28,7 @@ def get_config():
   c.meta.inner_opt = 'sgd'
   c.meta.adapt = 'all'
   c.eval.ways, c.eval.shots, c.eval.queries = 5, 1, 5
-  # Fastest full-network strategy measured on H100/H200 (bench/README.md): tasks vmapped with the
+  # Fastest full-network strategy measured on H100/H200 (docs/SPEED.md): tasks vmapped with the
   # per-task convolutions as Pallas implicit GEMMs (`auto` on GPU; 1.7x patch GEMMs, 3.4x
   # lax.map over tasks with XLA's convolutions). The 5 inner steps unrolled: 1.07x the scanned
   # loop, compiles in ~10 s.

@@ -93,12 +93,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.execution.map_batch_size = 0       # lax.map batch_size (vmap inside chunks); 0 = plain map
   c.execution.parallel = 'auto'        # auto | pmap | jit  (auto: pmap when >1 local device)
   c.execution.conv = 'auto'            # auto | xla | patches | pallas: implicit GEMMs (pallas) on
-                                       # GPU where tasks are vmapped (models/conv.py, pallas_conv.py)
+                                       # GPU where tasks are vmapped (fast/execution.py, fast/pallas_conv.py)
   c.execution.rnn_unroll = 1           # LSTM time steps per loop iteration (lax.scan unroll)
   c.execution.inner_unroll = 1         # inner steps per loop iteration of a scanned inner loop
   c.execution.inner_peel = True        # first inner step outside the scan: shared weights there
   c.execution.map_encoders = ()        # sides ('source'/'target') whose encoder runs as a lax.map
-                                       # over vmapped tasks (ungrouped convs; models/registry.py)
+                                       # over vmapped tasks (ungrouped convs; fast/mapped.py)
   c.execution.deterministic = False    # bit-reproducible GPU runs: launch/run.py sets XLA_FLAGS=
                                        # --xla_gpu_deterministic_ops=true (deterministic kernels,
                                        # no autotuning) before JAX starts; slower on GPU

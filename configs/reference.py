@@ -55,11 +55,11 @@ def get_config():
 
   c.optim.name, c.optim.lr, c.optim.clip_norm = 'adam', 1e-4, 0.0
 
-  # Fastest measured on H100/H200 (bench/README.md): tasks vmapped (the LSTM's 64-step loop runs
+  # Fastest measured on H100/H200 (docs/SPEED.md): tasks vmapped (the LSTM's 64-step loop runs
   # once for all tasks) with the ResNet's per-task convolutions as GEMMs (`execution.conv='auto'`
   # under vmap on GPU: Pallas implicit GEMMs for the 64-channel 3x3 convolutions and the folded
   # stem, patch GEMMs for the rest): 2.6-3.9x the grouped convolutions; the Pallas stem alone
-  # 1.11x at 224 px (bench/README.md).
+  # 1.11x at 224 px (docs/SPEED.md).
   c.execution.task_batching = 'vmap'
   c.execution.inner_loop = 'scan'
   c.execution.conv = 'auto'
@@ -70,7 +70,7 @@ def get_config():
   # the former two steps without it, and 13.8 -> 8.9 GiB. With it, two per iteration
   # (`inner_unroll=2`) add 2 % at 84 px but took 39-66 s to compile; one takes 30-48 s. Unrolling all 9 (`execution.inner_loop='unroll'`) is 1.17x / 1.09x without the
   # peel but compiles in 100-127 s, over the 60 s budget of a shipped config (H100,
-  # bench/README.md).
+  # docs/SPEED.md).
   c.execution.rnn_unroll = 16
   c.execution.inner_unroll = 1
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from meta_align_jax import io
 from meta_align_jax.data.tfsetup import tf
+from meta_align_jax.modalities import MODALITIES
 
-MODALITIES = ('image', 'audio', 'speech', 'text')
 _RESIZE_CHUNK = 1024
 
 

@@ -36,7 +36,7 @@ def adapt(loss_fn: Callable[[dict, dict], jax.Array], params: dict, batch: dict,
   the narrow copy and its gradient comes back narrow, as it did through the cast. The values are
   the same as without it; what goes is a separate cast kernel per parameter and step, which
   re-read every float32 weight of every task (8 ms of the reference model's step,
-  bench/README.md).
+  docs/SPEED.md).
 
   `peel_first`: the first step runs before the scanned loop, not in it. Every task of a
   vmapped batch starts from the same parameters, and outside the loop `vmap` keeps them

@@ -5,7 +5,7 @@ Why: under `vmap` over tasks every task has its own LSTM weights. Differentiatin
 accumulates the recurrent weights' gradient in the loop carry, so each of the L time steps of
 every inner step reads and writes a `[tasks, H, 4H]` float32 buffer (in the reference model,
 32 MB per step, 1152 loop iterations per meta-step: 30 % of the step on an H100,
-bench/README.md). Here the loop computes only what must be sequential (`h @ W_h` and the gates);
+docs/SPEED.md). Here the loop computes only what must be sequential (`h @ W_h` and the gates);
 the backward loop emits the gate gradients per step, and `dW_h = sum_t h_{t-1}^T dgates_t` and
 the input-projection gradients are single large GEMMs after it.
 

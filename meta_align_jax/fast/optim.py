@@ -22,7 +22,7 @@ def adam_b1_zero(lr: float, b2: float = 0.999, eps: float = 1e-8
   bias correction divides by `1 - 0**t = 1`. The buffer is dead weight that is read and written
   at every inner step, for every adapted parameter of every task. In the reference model that
   is 11.7 M parameters x 64 tasks per step, and the inner updates were the largest kernels of
-  its profile (bench/README.md). The same computation on the same values as optax's
+  its profile (docs/SPEED.md). The same computation on the same values as optax's
   (`optax.tree.update_moment_per_elem_norm`, `bias_correction`), tested step by step against
   `optax.adam` in tests/test_meta.py.
   """

@@ -3,7 +3,7 @@
 Why: `patch_conv` (fast/patch_conv.py) turns a convolution with per-task weights into one batched
 GEMM, but it writes the `kh*kw` times larger patch matrix to memory and, in the backward pass,
 the equally large gradient of it. For Conv-4 at 84x84 those copies were about a quarter of the
-step on an H100 (bench/README.md). Here the copies are never made.
+step on an H100 (docs/SPEED.md). Here the copies are never made.
 
 How: pad the input spatially and flatten it to rows `[B*Hp*Wp, C]` (`Hp, Wp` = padded height and
 width). Computed on that padded grid, the output row `q` is `sum_t x[q + off_t] @ w_t` with a

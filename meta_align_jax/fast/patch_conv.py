@@ -3,7 +3,7 @@ grouped convolution.
 
 Why: meta-learners adapt a copy of the encoder per task, so under `vmap` over tasks every
 convolution has per-task weights. XLA lowers that to one grouped convolution (tasks as groups),
-and cuDNN runs grouped convolutions on slow, often non-tensor-core kernels (bench/README.md:
+and cuDNN runs grouped convolutions on slow, often non-tensor-core kernels (docs/SPEED.md:
 52-68 % of the reference model's step). `patch_conv` writes the same convolution as
 `patches(x) @ kernel`: the `kh*kw` shifted views of the input concatenated on the channel axis
 (one fused copy), times the kernel reshaped to `[kh*kw*C_in, C_out]`. Under `vmap` the product is

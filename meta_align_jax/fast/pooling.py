@@ -20,7 +20,7 @@ def max_pool_2x2(x, ceil: bool = False):
   dropped) or, with `ceil`, as `padding='SAME'` (an odd last row/column is pooled alone). The
   gradient goes to the first maximum of each window, as XLA's select-and-scatter does, but as
   elementwise selects (select-and-scatter took 12 % of the Conv-4 step on an H100,
-  bench/README.md). The window's maximum is found by comparing its four entries with each other:
+  docs/SPEED.md). The window's maximum is found by comparing its four entries with each other:
   `jnp.max`'s own gradient compares the input with the pooled maximum instead, which can match
   nothing when XLA recomputes the input in another fusion with different rounding, and then
   divides 0 by 0 (seen on XLA:CPU).
@@ -124,7 +124,7 @@ def relu_max_pool_3x3_s2(x):
   the backward pass writes the input gradient from those, with the windows' overlaps (every even
   row and column is in two windows) summed as shifted copies on the output grid. XLA's own
   gradient of a strided max-pool is a select-and-scatter that re-reads the input: 22 ms of the
-  reference model's 345 ms step at 224 px (bench/README.md). Same values and derivatives, ties
+  reference model's 345 ms step at 224 px (docs/SPEED.md). Same values and derivatives, ties
   included (tests/test_models.py). Odd sizes use the two ops.
   """
   _, h, w, _ = x.shape

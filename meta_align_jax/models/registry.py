@@ -29,9 +29,8 @@ from meta_align_jax.fast import mapped
 from meta_align_jax.fast.execution import Execution
 from meta_align_jax.models import image, sequence
 from meta_align_jax.models.layers import NORMS
+from meta_align_jax.modalities import MODALITIES
 from meta_align_jax.registry import Registry
-
-MODALITIES = ('image', 'audio', 'speech', 'text')
 
 
 @dataclasses.dataclass(frozen=True)
