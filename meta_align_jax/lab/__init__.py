@@ -1,0 +1,1 @@
+"""Experiment tooling around the library (premise gate, ...); the core never imports it."""
