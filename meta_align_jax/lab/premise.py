@@ -7,13 +7,17 @@ episodes (`config.eval.{ways,shots,queries}`, `config.eval.num_episodes` per see
 `meta_align_jax.data.make_eval_episodes`, clean support labels), cosine-prototype accuracy of:
 
   target_raw             the raw target features (flattened; text: bag of tokens).
+                         (`target_raw_centred`, reported but not gated: the same centred by
+                         the meta-train mean.)
   target_random_encoder  the config's target encoder at random init (`init_train_state` from the
                          seed), prototypes on its embeddings.
-  target_lda_few         PCA + shrinkage LDA fit on the labelled target data the low-resource
+  target_lda_few         PCA + shrinkage LDA (PCA size chosen on meta-validation episodes from
+                         `PCA_DIMS`) fit on the labelled target data the low-resource
                          baselines get: `config.lowres.labelled_classes` meta-train classes x
                          `config.lowres.labelled_shots` examples (defaults 5 x 5; the classes and
                          examples chosen from the seed as `config.data.target_train_classes` /
-                         `target_train_shots` choose them), prototypes in the LDA space.
+                         `target_train_shots` choose them; capped at the number of meta-train
+                         classes), prototypes in the LDA space.
   target_lda_all         the same fit on every meta-train class with all its target examples.
   source_lda_all         the same for the source modality (source episodes on the same classes).
   oracle                 a trained oracle's accuracy, read from results files; None until one
@@ -46,11 +50,12 @@ import numpy as np
 MARGIN_OVER_CHANCE = 15.0
 FEW_LABEL_GAP = 25.0
 REF_MIN = 80.0
-MEASURES = ('target_raw', 'target_random_encoder', 'target_lda_few', 'target_lda_all',
+MEASURES = ('target_raw', 'target_raw_centred', 'target_random_encoder', 'target_lda_few', 'target_lda_all',
             'source_lda_all')
 DEFAULT_LABELLED_CLASSES = 5
 DEFAULT_LABELLED_SHOTS = 5
-PCA_DIM = 128     # PCA dimensions before LDA (fewer when there are fewer examples or features)
+PCA_DIMS = (8, 16, 32, 64, 128)   # PCA sizes before LDA, chosen on meta-validation episodes
+VAL_EPISODES = 200
 
 
 # ------------------------------------------------------------------------------ statistics
@@ -104,20 +109,43 @@ def raw_features(x: np.ndarray, modality: str, vocab_size: int | None = None) ->
   return x.reshape(len(x), -1).astype(np.float32)
 
 
-def fit_lda(x: np.ndarray, y: np.ndarray, *, pca_dim: int = PCA_DIM) -> Callable:
-  """PCA then shrinkage LDA (Ledoit-Wolf) fit on (x, y); returns the transform to LDA space.
+def fit_lda(x: np.ndarray, y: np.ndarray, *, pca_dims: Sequence[int] = PCA_DIMS
+            ) -> dict[int, Callable]:
+  """PCA then shrinkage LDA (Ledoit-Wolf) fit on (x, y), for each number of PCA dimensions.
 
-  The LDA space has min(classes - 1, PCA dims) dimensions; features are centred by the fit data.
+  Returns {dims: transform to the LDA space}; dims above min(features, examples - 1) are
+  dropped. The LDA space has min(classes - 1, dims) dimensions; features are centred by x's mean.
   """
   from sklearn.decomposition import PCA  # pylint: disable=g-import-not-at-top
   from sklearn.discriminant_analysis import LinearDiscriminantAnalysis  # pylint: disable=g-import-not-at-top
   x = np.asarray(x, np.float64).reshape(len(x), -1)
   if len(np.unique(y)) < 2:
     raise ValueError('fit_lda needs at least two classes.')
-  dims = int(min(pca_dim, x.shape[1], len(x) - 1))
-  pca = PCA(n_components=dims, random_state=0).fit(x)
-  lda = LinearDiscriminantAnalysis(solver='eigen', shrinkage='auto').fit(pca.transform(x), y)
-  return lambda z: lda.transform(pca.transform(np.asarray(z, np.float64).reshape(len(z), -1)))
+  most = int(min(max(pca_dims), x.shape[1], len(x) - 1))
+  pca = PCA(n_components=most, random_state=0).fit(x)   # the first k components = PCA to k
+  px = pca.transform(x)
+  out = {}
+  for dims in sorted({min(d, most) for d in pca_dims}):
+    lda = LinearDiscriminantAnalysis(solver='eigen', shrinkage='auto').fit(px[:, :dims], y)
+    out[dims] = functools.partial(_lda_transform, pca, lda, dims)
+  return out
+
+
+def _lda_transform(pca, lda, dims, z):
+  return lda.transform(pca.transform(np.asarray(z, np.float64).reshape(len(z), -1))[:, :dims])
+
+
+def lda_accuracy(x: np.ndarray, fit: np.ndarray, y: np.ndarray, val: dict, test: dict
+                 ) -> tuple[np.ndarray, int]:
+  """Test episode accuracies of PCA + LDA fit on x[fit], with the PCA size of best val accuracy.
+
+  The number of PCA dimensions (`PCA_DIMS`) is the main regulariser; it is chosen on the
+  meta-validation episodes (`val`, classes disjoint from the test classes), never on `test`.
+  """
+  transforms = fit_lda(x[fit], y[fit])
+  feats = {d: t(x) for d, t in transforms.items()}
+  best = max(feats, key=lambda d: (prototype_accuracy(feats[d], val).mean(), -d))
+  return prototype_accuracy(feats[best], test), int(best)
 
 
 def random_encoder_features(config, x: np.ndarray, seed: int, batch: int = 256) -> np.ndarray:
@@ -156,9 +184,9 @@ def _placeholder(data):
                       class_names=list(data.class_names), example_id=data.example_id)
 
 
-def episode_indices(config, sources, side: str = 'target', num_episodes: int | None = None
-                    ) -> tuple[dict, dict]:
-  """The config's fixed meta-test episodes on `side`'s modality, as example indices.
+def episode_indices(config, sources, side: str = 'target', num_episodes: int | None = None,
+                    split: str = 'test') -> tuple[dict, dict]:
+  """The config's fixed `split` episodes on `side`'s modality, as example indices.
 
   Returns (episodes {support_idx, support_y, query_idx, query_y}, splits). The source side gets
   the episodes `make_eval_episodes` would draw were the source the target: the same classes,
@@ -175,7 +203,7 @@ def episode_indices(config, sources, side: str = 'target', num_episodes: int | N
   placeholders = data_lib.Sources(source=_placeholder(getattr(sources, other)),
                                   target=_placeholder(getattr(sources, side)))
   splits = data_lib.make_splits(cfg, sources=placeholders)
-  ep = data_lib.make_eval_episodes(cfg, 'test', num_episodes, sources=placeholders)
+  ep = data_lib.make_eval_episodes(cfg, split, num_episodes, sources=placeholders)
   return {'support_idx': ep['support']['x'][..., 0], 'support_y': ep['support_clean_y'],
           'query_idx': ep['query']['x'][..., 0], 'query_y': ep['query']['y']}, splits
 
@@ -190,9 +218,7 @@ def labelled_target_indices(config, target, train_names: Sequence[str]) -> np.nd
   """The low-resource labelled target set: example indices (see `lowres_sizes`)."""
   from meta_align_jax.data import splits as splits_lib  # pylint: disable=g-import-not-at-top
   classes, shots = lowres_sizes(config)
-  if classes > len(train_names):
-    raise ValueError(f'config.lowres.labelled_classes={classes} exceeds the {len(train_names)} '
-                     'meta-train classes.')
+  classes = min(classes, len(train_names))   # e.g. digits -> FSDD has 4 meta-train classes
   names = splits_lib.target_train_classes(list(train_names), classes, config.seed)
   subset = splits_lib.target_subset(target, names, shots, config.seed)
   return np.concatenate([subset[n] for n in names])
@@ -200,14 +226,19 @@ def labelled_target_indices(config, target, train_names: Sequence[str]) -> np.nd
 
 # ------------------------------------------------------------------------------ measurements
 
-def measure_seed(config, sources, *, random_encoder: bool = True) -> dict[str, np.ndarray]:
-  """Per-episode accuracies (fractions) of every measurement for `config.seed`."""
+def measure_seed(config, sources, *, random_encoder: bool = True
+                 ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+  """Per-episode test accuracies (fractions) of every measurement for `config.seed`, and the
+  PCA size each LDA measurement chose on the validation episodes."""
   episodes, splits = episode_indices(config, sources, 'target')
+  val, _ = episode_indices(config, sources, 'target', VAL_EPISODES, split='val')
   target = sources.target
-  tmod, smod = config.target.modality, config.source.modality
   vocab = int(config.model.vocab_size)
-  raw = raw_features(target.x, tmod, vocab)
-  out = {'target_raw': prototype_accuracy(raw, episodes)}
+  raw = raw_features(target.x, config.target.modality, vocab)
+  out, dims = {'target_raw': prototype_accuracy(raw, episodes)}, {}
+  # Not part of the gate: raw features centred by the meta-train mean (as SimpleShot does).
+  mean = raw[class_members(target, splits['train'])].mean(0)
+  out['target_raw_centred'] = prototype_accuracy(raw - mean, episodes)
   if random_encoder:
     used = np.unique(np.concatenate([episodes['support_idx'].ravel(),
                                      episodes['query_idx'].ravel()]))
@@ -216,19 +247,21 @@ def measure_seed(config, sources, *, random_encoder: bool = True) -> dict[str, n
     z[used] = emb
     out['target_random_encoder'] = prototype_accuracy(z, episodes)
   few = labelled_target_indices(config, target, splits['train'])
-  out['target_lda_few'] = prototype_accuracy(fit_lda(raw[few], target.label[few])(raw), episodes)
+  out['target_lda_few'], dims['target_lda_few'] = lda_accuracy(raw, few, target.label, val,
+                                                               episodes)
   every = class_members(target, splits['train'])
-  out['target_lda_all'] = prototype_accuracy(
-      fit_lda(raw[every], target.label[every])(raw), episodes)
+  out['target_lda_all'], dims['target_lda_all'] = lda_accuracy(raw, every, target.label, val,
+                                                               episodes)
   s_episodes, s_splits = episode_indices(config, sources, 'source')
+  s_val, _ = episode_indices(config, sources, 'source', VAL_EPISODES, split='val')
   if s_splits != splits:
     raise AssertionError('source and target episodes disagree on the class split')
   source = sources.source
-  s_raw = raw_features(source.x, smod, vocab)
+  s_raw = raw_features(source.x, config.source.modality, vocab)
   s_every = class_members(source, splits['train'])
-  out['source_lda_all'] = prototype_accuracy(
-      fit_lda(s_raw[s_every], source.label[s_every])(s_raw), s_episodes)
-  return out
+  out['source_lda_all'], dims['source_lda_all'] = lda_accuracy(s_raw, s_every, source.label,
+                                                               s_val, s_episodes)
+  return out, dims
 
 
 def load_oracle(paths: Sequence[str]) -> dict | None:
@@ -304,12 +337,15 @@ def run_gate(config, seeds: Sequence[int], *, oracle: dict | None = None,
   if load is None:
     from meta_align_jax.data import load_sources as load  # pylint: disable=g-import-not-at-top
   per_seed: dict[str, list] = {k: [] for k in MEASURES}
+  pca_dims: dict[str, list] = {}
   for seed in seeds:
     cfg = copy.deepcopy(config)
     cfg.seed = int(seed)
-    accs = measure_seed(cfg, load(cfg), random_encoder=random_encoder)
+    accs, dims = measure_seed(cfg, load(cfg), random_encoder=random_encoder)
     for k, v in accs.items():
       per_seed[k].append(v)
+    for k, v in dims.items():
+      pca_dims.setdefault(k, []).append(v)
     log(f'seed {seed}: ' + ', '.join(f'{k} {100 * np.mean(v):.1f}' for k, v in accs.items()))
   classes, shots = lowres_sizes(config)
   report = {k: (summarize(v) if v else None) for k, v in per_seed.items()}
@@ -319,7 +355,9 @@ def run_gate(config, seeds: Sequence[int], *, oracle: dict | None = None,
       setup={'ways': int(config.eval.ways), 'shots': int(config.eval.shots),
              'queries': int(config.eval.queries),
              'episodes_per_seed': int(len(next(iter(per_seed['target_raw'])))),
-             'labelled_classes': classes, 'labelled_shots': shots, 'pca_dim': PCA_DIM,
+             'labelled_classes': classes, 'labelled_shots': shots,
+             'pca_dims_grid': list(PCA_DIMS), 'pca_dims_chosen': pca_dims,
+             'val_episodes_per_seed': VAL_EPISODES,
              'source': f'{config.data.source_dataset}/{config.data.source_feature}',
              'target': f'{config.data.target_dataset}/{config.data.target_feature}',
              'statistics': 'per_seed: mean over the seed\'s episodes; mean and ci95 (1.96 std / '

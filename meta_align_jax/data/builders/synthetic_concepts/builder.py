@@ -14,24 +14,32 @@ import threadpoolctl
 from meta_align_jax.data import features
 from meta_align_jax.data import registry
 from meta_align_jax.data.builders._espeak import EspeakNG
-from meta_align_jax.data.builders.synthetic_concepts.audio import render_audio
+from meta_align_jax.data.builders.synthetic_concepts import audio
+from meta_align_jax.data.builders.synthetic_concepts import audio_v2
+from meta_align_jax.data.builders.synthetic_concepts import image
+from meta_align_jax.data.builders.synthetic_concepts import image_v2
 from meta_align_jax.data.builders.synthetic_concepts.concepts import (
-    _ID_STRIDE, AUDIO_FRAMES, COLOURS, IMAGE_SIZE, N_MELS, PATTERNS, SHAPES, SIZES, SPEECH_FRAMES,
-    TEXT_LENGTH, Concept, all_concepts, instance_latents)
-from meta_align_jax.data.builders.synthetic_concepts.image import render_image
+    _AUDIO_STREAM, _ID_STRIDE, _IMAGE_STREAM, _SPEECH_STREAM, _TEXT_STREAM, AUDIO_FRAMES, COLOURS,
+    IMAGE_SIZE, N_MELS, PATTERNS, SHAPES, SIZES, SPEECH_FRAMES, TEXT_LENGTH, Concept,
+    all_concepts, instance_latents)
 from meta_align_jax.data.builders.synthetic_concepts.speech import SPEECH_VOICES, render_speech
 from meta_align_jax.data.builders.synthetic_concepts.text import describe, vocabulary
 from meta_align_jax.data.tfsetup import tfds
 
-from meta_align_jax.data.builders.synthetic_concepts.concepts import (
-    _AUDIO_STREAM, _IMAGE_STREAM, _SPEECH_STREAM, _TEXT_STREAM)
+# The renderers of each generation: (image, audio). Text and speech are v1's in both; v2 makes
+# no speech (see docs/results/premise.md).
+RENDERERS = {1: (image.render_image, audio.render_audio),
+             2: (image_v2.render_image, audio_v2.render_audio)}
+
 
 def make_example(concept: Concept, instance: int, *, seed: int, vocab: features.Vocabulary,
-                 tts: EspeakNG | None) -> dict:
+                 tts: EspeakNG | None, generation: int = 1) -> dict:
   """All features of one example except 'label' (which depends on the config's class list).
 
-  `tts=None` skips speech (the 'speech' entry is then absent).
+  `tts=None` skips speech (the 'speech' entry is then absent). `generation` picks the image and
+  audio renderers (`RENDERERS`); the random streams are the same in every generation.
   """
+  render_image, render_audio = RENDERERS[generation]
   example_id = concept.index * _ID_STRIDE + instance
   latents = instance_latents(seed, example_id)
 
@@ -55,12 +63,12 @@ def make_example(concept: Concept, instance: int, *, seed: int, vocab: features.
   return example
 
 
-def _make_class_examples(job: tuple[Concept, int, int]) -> list[dict]:
+def _make_class_examples(job: tuple[Concept, int, int, int, bool]) -> list[dict]:
   """All examples of one concept (the unit of work of a generation process)."""
-  concept, num_examples, seed = job
+  concept, num_examples, seed, generation, speech = job
   vocab = vocabulary()
-  with EspeakNG() as tts:
-    return [make_example(concept, i, seed=seed, vocab=vocab, tts=tts)
+  with EspeakNG() if speech else contextlib.nullcontext() as tts:
+    return [make_example(concept, i, seed=seed, vocab=vocab, tts=tts, generation=generation)
             for i in range(num_examples)]
 
 
@@ -73,8 +81,12 @@ class SyntheticConceptsConfig(tfds.core.BuilderConfig):
   shapes: tuple[str, ...] = SHAPES
   examples_per_class: int = 20
   seed: int = 0
+  generation: int = 1     # image and audio renderers (RENDERERS): 1 = the original, 2 = v2
+  speech: bool = True     # render the 'speech' feature (eSpeak NG; most of the build time)
 
   def __post_init__(self):
+    if self.generation not in RENDERERS:
+      raise ValueError(f'generation={self.generation}: use one of {sorted(RENDERERS)}.')
     if not 1 <= self.examples_per_class <= _ID_STRIDE:
       raise ValueError(f'examples_per_class={self.examples_per_class}: use 1..{_ID_STRIDE}.')
     if self.seed < 0:
@@ -104,6 +116,16 @@ class SyntheticConcepts(tfds.core.GeneratorBasedBuilder):
                       'each: for tests.',
           colours=('red', 'blue'), patterns=('plain', 'striped'), shapes=('circle', 'star'),
           examples_per_class=4),
+      SyntheticConceptsConfig(
+          name='v2',
+          description='Benchmark v2 (generation 2 image and audio renderers, no speech): all '
+                      '288 concepts, 20 examples each. See docs/results/premise.md.',
+          generation=2, speech=False),
+      SyntheticConceptsConfig(
+          name='v2_small',
+          description='v2 on the 16 concepts of `small`, 4 examples each: for tests.',
+          colours=('red', 'blue'), patterns=('plain', 'striped'), shapes=('circle', 'star'),
+          examples_per_class=4, generation=2, speech=False),
   ]
   DEFAULT_CONFIG_NAME = 'default'
 
@@ -120,18 +142,21 @@ class SyntheticConcepts(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
     vocab = vocabulary()
+    feats = {
+        'image': tfds.features.Tensor(shape=(IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8),
+        'audio': tfds.features.Tensor(shape=(AUDIO_FRAMES, N_MELS), dtype=np.float32),
+        'speech': tfds.features.Tensor(shape=(SPEECH_FRAMES, N_MELS), dtype=np.float32),
+        'text': tfds.features.Tensor(shape=(TEXT_LENGTH,), dtype=np.int32),
+        'description': tfds.features.Text(),
+        'attributes': tfds.features.Tensor(shape=(4,), dtype=np.int32),
+        'label': tfds.features.ClassLabel(names=config.class_names()),
+        'example_id': tfds.features.Scalar(dtype=np.int64),
+    }
+    if not config.speech:
+      del feats['speech']
     return self.dataset_info_from_configs(
         description=_SHORT_DESCRIPTION,
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Tensor(shape=(IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8),
-            'audio': tfds.features.Tensor(shape=(AUDIO_FRAMES, N_MELS), dtype=np.float32),
-            'speech': tfds.features.Tensor(shape=(SPEECH_FRAMES, N_MELS), dtype=np.float32),
-            'text': tfds.features.Tensor(shape=(TEXT_LENGTH,), dtype=np.int32),
-            'description': tfds.features.Text(),
-            'attributes': tfds.features.Tensor(shape=(4,), dtype=np.int32),
-            'label': tfds.features.ClassLabel(names=config.class_names()),
-            'example_id': tfds.features.Scalar(dtype=np.int64),
-        }),
+        features=tfds.features.FeaturesDict(feats),
         supervised_keys=None,
         citation=_CITATION,
         metadata=tfds.core.MetadataDict(
@@ -150,7 +175,8 @@ class SyntheticConcepts(tfds.core.GeneratorBasedBuilder):
     config = self.builder_config
     concepts = config.concepts()
     labels = {c: i for i, c in enumerate(concepts)}
-    jobs = [(c, config.examples_per_class, config.seed) for c in concepts]
+    jobs = [(c, config.examples_per_class, config.seed, config.generation, config.speech)
+            for c in concepts]
     with _map(_make_class_examples, jobs, self._num_workers) as results:
       for concept, examples in zip(concepts, results):
         for example in examples:
