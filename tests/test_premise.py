@@ -153,8 +153,10 @@ def test_labelled_set_is_the_seeded_low_resource_subset():
   assert not np.array_equal(idx, premise.labelled_target_indices(config, src, train))
   config.lowres = {'labelled_classes': 3, 'labelled_shots': 2}
   assert len(premise.labelled_target_indices(config, src, train)) == 6
-  config.lowres = {'labelled_classes': 19, 'labelled_shots': 2}
-  with pytest.raises(ValueError, match='labelled_classes=19'):
+  config.lowres = {'labelled_classes': 19, 'labelled_shots': 2}   # capped at the 18 train classes
+  assert len(premise.labelled_target_indices(config, src, train)) == 36
+  config.lowres = {'labelled_classes': 1, 'labelled_shots': 2}
+  with pytest.raises(ValueError, match='labelled_classes=1 '):
     premise.labelled_target_indices(config, src, train)
 
 

@@ -75,11 +75,27 @@ Build it (the episode pipeline does this on first use, in `config.data.data_dir`
 
 A different seed or attribute subset is a new config:
 `SyntheticConcepts(config=SyntheticConceptsConfig(name='seed1', seed=1))`.
+
+Benchmark v2 (`config='v2'`, dataset name 'synthetic_concepts/v2'; 'v2_small' for tests): the
+same concepts, example ids, random streams, text and descriptions, with the image and audio
+rendered by generation-2 renderers (`image_v2.py`, `audio_v2.py`) and no speech. v1 did not
+embody the premise of cross-modal alignment (docs/results/premise.md): its audio was
+separable from raw features and its images were not linearly learnable even from every class.
+v2 keeps each modality's class code and moves the instance variation into large,
+class-independent nuisance that a read-out learnt from many classes can discount and one fit on
+a few labelled classes cannot (lighting, background and colour cast for images; equaliser, level,
+noise for audio). text -> audio and text -> image on v2 pass the premise gate
+(`configs/text_audio_v2.py`, `configs/text_image_v2.py`). The `default` and `small` configs
+(generation 1) are unchanged: the same seed gives the same examples as before the package split.
+
+Layout: `concepts.py` (attributes, latents, streams), `image.py`, `audio.py`, `text.py`,
+`speech.py` (generation 1), `image_v2.py`, `audio_v2.py`, `builder.py` (configs, TFDS builder).
 """
 
 from meta_align_jax.data.builders.synthetic_concepts.audio import render_audio
 from meta_align_jax.data.builders.synthetic_concepts.audio import synthesize_audio
 from meta_align_jax.data.builders.synthetic_concepts.builder import make_example
+from meta_align_jax.data.builders.synthetic_concepts.builder import RENDERERS
 from meta_align_jax.data.builders.synthetic_concepts.builder import SyntheticConcepts
 from meta_align_jax.data.builders.synthetic_concepts.builder import SyntheticConceptsConfig
 from meta_align_jax.data.builders.synthetic_concepts.concepts import *  # noqa: F401,F403
