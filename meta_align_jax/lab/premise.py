@@ -50,8 +50,8 @@ import numpy as np
 MARGIN_OVER_CHANCE = 15.0
 FEW_LABEL_GAP = 25.0
 REF_MIN = 80.0
-MEASURES = ('target_raw', 'target_raw_centred', 'target_random_encoder', 'target_lda_few', 'target_lda_all',
-            'source_lda_all')
+MEASURES = ('target_raw', 'target_raw_centred', 'target_random_encoder', 'target_lda_few',
+            'target_lda_all', 'source_lda_all')
 DEFAULT_LABELLED_CLASSES = 5
 DEFAULT_LABELLED_SHOTS = 5
 PCA_DIMS = (8, 16, 32, 64, 128)   # PCA sizes before LDA, chosen on meta-validation episodes
@@ -117,7 +117,7 @@ def fit_lda(x: np.ndarray, y: np.ndarray, *, pca_dims: Sequence[int] = PCA_DIMS
   dropped. The LDA space has min(classes - 1, dims) dimensions; features are centred by x's mean.
   """
   from sklearn.decomposition import PCA  # pylint: disable=g-import-not-at-top
-  from sklearn.discriminant_analysis import LinearDiscriminantAnalysis  # pylint: disable=g-import-not-at-top
+  from sklearn import discriminant_analysis  # pylint: disable=g-import-not-at-top
   x = np.asarray(x, np.float64).reshape(len(x), -1)
   if len(np.unique(y)) < 2:
     raise ValueError('fit_lda needs at least two classes.')
@@ -126,7 +126,8 @@ def fit_lda(x: np.ndarray, y: np.ndarray, *, pca_dims: Sequence[int] = PCA_DIMS
   px = pca.transform(x)
   out = {}
   for dims in sorted({min(d, most) for d in pca_dims}):
-    lda = LinearDiscriminantAnalysis(solver='eigen', shrinkage='auto').fit(px[:, :dims], y)
+    lda = discriminant_analysis.LinearDiscriminantAnalysis(
+        solver='eigen', shrinkage='auto').fit(px[:, :dims], y)
     out[dims] = functools.partial(_lda_transform, pca, lda, dims)
   return out
 
@@ -303,7 +304,7 @@ def gate(report: dict) -> tuple[bool, dict, bool]:
   ref_entry = report.get('target_lda_all') if provisional else report['oracle']
   ref = None if ref_entry is None else ref_entry['mean']
 
-  def check(name, value_key, threshold, ge):
+  def check(value_key, threshold, ge):
     entry = report.get(value_key)
     if entry is None or threshold is None:
       return {'pass': False, 'value': None if entry is None else entry['mean'],
@@ -314,15 +315,15 @@ def gate(report: dict) -> tuple[bool, dict, bool]:
             'rule': '>=' if ge else '<='}
 
   criteria = {
-      'raw_near_chance': check('raw', 'target_raw', chance + MARGIN_OVER_CHANCE, False),
-      'random_near_chance': check('rand', 'target_random_encoder', chance + MARGIN_OVER_CHANCE,
+      'raw_near_chance': check('target_raw', chance + MARGIN_OVER_CHANCE, False),
+      'random_near_chance': check('target_random_encoder', chance + MARGIN_OVER_CHANCE,
                                   False),
-      'few_label_gap': check('few', 'target_lda_few',
+      'few_label_gap': check('target_lda_few',
                              None if ref is None else ref - FEW_LABEL_GAP, False),
       'ref_high': {'pass': ref is not None and ref >= REF_MIN, 'value': ref,
                    'threshold': REF_MIN, 'rule': '>=',
                    'measure': 'target_lda_all (provisional)' if provisional else 'oracle'},
-      'source_separable': check('src', 'source_lda_all', ref, True),
+      'source_separable': check('source_lda_all', ref, True),
   }
   return all(c['pass'] for c in criteria.values()), criteria, provisional
 
