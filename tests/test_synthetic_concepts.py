@@ -222,3 +222,53 @@ def test_config_validation():
     sc.SyntheticConceptsConfig(name='bad', colours=('pink',))
   with pytest.raises(ValueError, match='examples_per_class'):
     sc.SyntheticConceptsConfig(name='bad', examples_per_class=0)
+
+
+# --- v2 (generation 2 renderers, no speech) ---------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def v2_small(tmp_path_factory):
+  builder = _prepare(tmp_path_factory.mktemp('tfds_v2_small'), 'v2_small')
+  return builder, _load(builder)
+
+
+def test_v2_keeps_text_and_ids_and_renders_new_image_and_audio(v2_small, small):
+  builder, v2 = v2_small
+  _, v1 = small
+  assert builder.builder_config.generation == 2 and 'speech' not in v2
+  assert builder.info.features['label'].names == small[0].info.features['label'].names
+  np.testing.assert_array_equal(v2['example_id'], v1['example_id'])
+  for key in ('text', 'attributes', 'description', 'label'):
+    np.testing.assert_array_equal(v2[key], v1[key], err_msg=key)   # same streams, same text
+  for key, (shape, dtype) in SMALL_SHAPES.items():
+    if key != 'speech':
+      assert v2[key].shape == (64,) + shape and v2[key].dtype == dtype, key
+  for key in ('image', 'audio'):
+    assert not np.array_equal(v2[key], v1[key]), key
+  example = sc.make_example(sc.Concept('large', 'blue', 'striped', 'star'), 1, seed=0,
+                            vocab=sc.vocabulary(), tts=None, generation=2)   # what was written
+  row = int(np.nonzero(v2['example_id'] == example['example_id'])[0][0])
+  for key in ('image', 'audio', 'text'):
+    np.testing.assert_array_equal(v2[key][row], example[key], err_msg=key)
+
+
+def test_v2_nuisance_is_large_and_class_independent():
+  """One concept, many instances: v2 spreads level and background far more than v1 does."""
+  concept = sc.Concept('small', 'green', 'plain', 'circle')
+  v1, v2 = {'image': [], 'audio': []}, {'image': [], 'audio': []}
+  for example_id in range(12):
+    latents = sc.instance_latents(0, example_id)
+    for out, gen in ((v1, 1), (v2, 2)):
+      render_image, render_audio = sc.RENDERERS[gen]
+      out['image'].append(render_image(concept, latents, np.random.default_rng([example_id, 1])))
+      out['audio'].append(render_audio(concept, latents, np.random.default_rng([example_id, 2])))
+  corner = lambda images: np.array([im[:3, :3].mean() for im in images])   # background only
+  assert corner(v2['image']).std() > 2 * corner(v1['image']).std()
+  loudest = lambda mels: np.array([m.max() for m in mels])                 # clip level
+  assert loudest(v2['audio']).std() > 2 * loudest(v1['audio']).std()
+
+
+def test_generation_validation():
+  with pytest.raises(ValueError, match='generation=3'):
+    sc.SyntheticConceptsConfig(name='bad', generation=3)

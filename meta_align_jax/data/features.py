@@ -1,7 +1,9 @@
 """Feature extraction shared by the builders: log-mel spectrograms (librosa) and a word tokeniser.
 
-Features are computed once, when a TFDS builder prepares its dataset, and stored in the prepared
-records; the episode pipeline never recomputes them per step.
+`log_mel` is the fixed front end of the synthetic data; `normalized_log_mel` the one for real
+recordings, whose level, band and length vary. Features are computed once, when a TFDS builder
+prepares its dataset, and stored in the prepared records; the episode pipeline never recomputes
+them per step.
 """
 
 from __future__ import annotations
@@ -80,3 +82,52 @@ class Vocabulary:
     out = np.zeros([length], np.int32)
     out[: len(ids)] = ids
     return out
+
+
+def normalized_log_mel(waveform: np.ndarray, sample_rate: int, *, frames: int,
+                       seconds: float = 1.0, n_mels: int = 40, fmin: float = 50.0,
+                       fmax: float | None = None, top_db: float = 80.0, trim_db: float = 30.0,
+                       floor_percentile: float = 5.0) -> np.ndarray:
+  """Log-mel of a recording of unknown level, band and length, float32 `[frames, n_mels]`.
+
+  Unlike `log_mel` (fixed 16 kHz analysis, absolute level, hard-zero padding):
+  - the mel filters span [fmin, fmax] at the recording's own rate (fmax defaults to its
+    Nyquist frequency), with an FFT fine enough that no mel band is empty;
+  - the level is normalised per clip: dB relative to the clip's loudest bin, floored at -top_db;
+  - silence more than `trim_db` below the peak is trimmed from both ends, the utterance (its
+    first `seconds` at most) is centred in the window, and the frames around it hold the clip's
+    own noise floor (per band, the `floor_percentile` percentile over the untrimmed clip), not
+    zeros, so that the clip's length and onset do not show as blocks of exact zeros.
+  Values are (dB + top_db) / top_db, in [0, 1].
+  """
+  import librosa  # only the data package imports librosa
+  y = np.asarray(waveform, dtype=np.float32)
+  if y.ndim > 1:
+    y = y.mean(axis=-1)
+  fmax = float(sample_rate) / 2 if fmax is None else float(fmax)
+  if not 0 <= fmin < fmax <= sample_rate / 2:
+    raise ValueError(f'normalized_log_mel: need 0 <= fmin ({fmin}) < fmax ({fmax}) <= '
+                     f'{sample_rate / 2} Hz (the Nyquist frequency of the recording).')
+  hop = max(1, int(round(sample_rate * seconds / frames)))
+  n_fft = 1 << int(np.ceil(np.log2(max(2 * hop, sample_rate / 16))))   # >= 62.5 ms
+  if len(y) < n_fft:
+    y = np.pad(y, (0, n_fft - len(y)))
+
+  def mel_power(x):
+    return librosa.feature.melspectrogram(y=x, sr=sample_rate, n_fft=n_fft, hop_length=hop,
+                                          n_mels=n_mels, fmin=fmin, fmax=fmax, power=2.0)
+
+  full = mel_power(y)
+  ref = float(full.max()) if full.max() > 0 else 1.0
+  scale = lambda p: (np.clip(librosa.power_to_db(p, ref=ref, top_db=None), -top_db, 0.0)
+                     + top_db) / top_db
+  floor = np.percentile(scale(full), floor_percentile, axis=1)       # [n_mels]
+  _, (start, end) = librosa.effects.trim(y, top_db=trim_db, frame_length=n_fft,
+                                         hop_length=max(1, hop // 4))
+  voiced = y[start:end][:int(round(seconds * sample_rate))]
+  feat = scale(mel_power(np.pad(voiced, (0, max(0, n_fft - len(voiced)))))).T
+  used = min(frames, max(1, int(np.ceil(len(voiced) / hop))))
+  out = np.tile(floor[None], (frames, 1))
+  offset = (frames - used) // 2
+  out[offset:offset + used] = feat[:used]
+  return out.astype(np.float32)

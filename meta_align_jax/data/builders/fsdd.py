@@ -2,7 +2,18 @@
 
 Classes are the digit words 'zero'..'nine', the same names as `sklearn_digits`, so the two pair
 into a small real image -> speech task. Each recording (8 kHz, 0.1-2.3 s) becomes a 1 s log-mel
-`[32, 40]` (cropped or padded with silence) computed once when the dataset is prepared.
+`[32, 40]` computed once when the dataset is prepared, by one of two front ends (builder configs):
+
+  'default' (2.0.0)  `features.normalized_log_mel` at the recording's 8 kHz: 40 mel bands over
+                     50 Hz - 4 kHz (none empty), level normalised per clip (dB re the clip's
+                     peak), leading and trailing silence trimmed, the utterance centred, and the
+                     clip's own noise floor around it instead of zeros.
+  'v1'               the original front end, `features.log_mel`: resampled to 16 kHz, 40 mels up
+                     to 8 kHz (9 bands above the recording's band stay empty), absolute level,
+                     the first second cropped or zero-padded (the clip's length shows as zeros).
+                     Kept to reproduce earlier results ('fsdd/v1').
+
+docs/results/premise/digits_fsdd_before.json and digits_fsdd.json give the premise gate with each.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ import re
 
 import numpy as np
 
+from meta_align_jax.data import features
 from meta_align_jax.data import registry
 from meta_align_jax.data.builders import _common
 from meta_align_jax.data.tfsetup import tfds
@@ -64,11 +76,37 @@ def _missing(root: pathlib.Path) -> list[str]:
   return []
 
 
+def front_end(wave: np.ndarray, rate: int, kind: str = 'default') -> np.ndarray:
+  """The 'speech' feature of one recording, float32 `[FRAMES, N_MELS]` (see the module doc)."""
+  if kind == 'v1':
+    return features.log_mel(wave[:int(np.ceil((SECONDS + 0.25) * rate))], rate, frames=FRAMES,
+                            seconds=SECONDS, n_mels=N_MELS)
+  if kind == 'default':
+    return features.normalized_log_mel(wave, rate, frames=FRAMES, seconds=SECONDS,
+                                       n_mels=N_MELS, fmin=50.0, fmax=min(4000.0, rate / 2))
+  raise ValueError(f'Unknown FSDD front end {kind!r}: use default or v1.')
+
+
+@dataclasses.dataclass(eq=False, kw_only=True)
+class FsddConfig(tfds.core.BuilderConfig):
+  front_end: str = 'default'
+
+
 class Fsdd(tfds.core.GeneratorBasedBuilder):
   """Free Spoken Digit Dataset: 'speech' log-mel `[32, 40]`, digit-word labels."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Log-mel [32, 40] of 1 s (features.log_mel), all recordings.'}
+  VERSION = tfds.core.Version('2.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Log-mel [32, 40] of 1 s (features.log_mel), all recordings.',
+                   '2.0.0': "Builder configs: 'default' = the normalised front end "
+                            "(features.normalized_log_mel); 'v1' = 1.0.0's features."}
+  BUILDER_CONFIGS = [
+      FsddConfig(name='default', front_end='default',
+                 description='Per-clip normalised log-mel within the 4 kHz band, centred, '
+                             'noise-floor padding.'),
+      FsddConfig(name='v1', front_end='v1',
+                 description='The 1.0.0 front end: 16 kHz log-mel, absolute level, zero padding.'),
+  ]
+  DEFAULT_CONFIG_NAME = 'default'
   MANUAL_DOWNLOAD_INSTRUCTIONS = f'Expected layout:\n{_LAYOUT}'
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -77,8 +115,9 @@ class Fsdd(tfds.core.GeneratorBasedBuilder):
         description=(
             'Free Spoken Digit Dataset: recordings of the digits 0-9 spoken in English (8 kHz '
             'mono WAV, 6 speakers x 10 digits x 50 takes in v1.0.10). Each recording is '
-            f'converted to a {SECONDS:g} s log-mel spectrogram [{FRAMES}, {N_MELS}] '
-            '(meta_align_jax.data.features.log_mel; cropped or padded with silence). Labels are '
+            f'converted to a {SECONDS:g} s log-mel spectrogram [{FRAMES}, {N_MELS}] by the '
+            f'{self.builder_config.front_end!r} front end (meta_align_jax.data.builders.fsdd). '
+            'Labels are '
             "the digit words 'zero'..'nine'. A single 'train' split holds every recording; "
             "'take' is the upstream index (0-4 form the upstream test set)."),
         features=tfds.features.FeaturesDict({
@@ -110,9 +149,9 @@ class Fsdd(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, recordings: list[Recording]):
     for example_id, rec in enumerate(recordings):
+      wave, rate = _common.read_audio(rec.path)
       yield rec.path.stem, {
-          'speech': _common.log_mel_of_file(rec.path, frames=FRAMES, seconds=SECONDS,
-                                            n_mels=N_MELS),
+          'speech': front_end(wave, rate, self.builder_config.front_end),
           'label': rec.digit,
           'example_id': example_id,
           'speaker': rec.speaker,

@@ -1,0 +1,32 @@
+r"""text -> audio on `synthetic_concepts/v2`: a task built to pass the premise gate.
+
+Source: token ids of the concept descriptions (LSTM), the same text as v1. Target: the v2
+audio (`meta_align_jax/data/builders/synthetic_concepts/audio_v2.py`): v1's class code under
+strong class-independent nuisance, so that raw features and random encoders sit near chance,
+a linear read-out fit on a few labelled classes generalises poorly and one fit on all
+meta-train classes does well (docs/results/premise.md, docs/results/premise/text_audio_v2.json).
+The low-resource target set is `config.lowres`: 5 meta-train classes x 5 labelled examples,
+the same for every method (mirrored in config.data.target_train_classes / target_train_shots).
+
+  python launch/premise.py --config configs/text_audio_v2.py --seeds 0,1,2
+  python launch/run.py --config configs/text_audio_v2.py --workdir runs/text_audio_v2
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config():
+  c = default.get_config()
+  c.source.modality, c.source.encoder, c.source.input_shape = 'text', 'lstm', (16,)
+  c.target.modality, c.target.encoder, c.target.input_shape = 'audio', 'mel_cnn', (32, 40)
+  c.data.source_dataset = c.data.target_dataset = 'synthetic_concepts/v2'
+  c.data.source_feature, c.data.target_feature = 'text', 'audio'
+  c.model.hidden = 64
+  c.lowres = ml_collections.ConfigDict()
+  c.lowres.labelled_classes = 5        # meta-train classes with labelled target examples
+  c.lowres.labelled_shots = 5          # labelled target examples per such class
+  c.data.target_train_classes = c.lowres.labelled_classes
+  c.data.target_train_shots = c.lowres.labelled_shots
+  return c
