@@ -105,3 +105,14 @@ def test_omniglot_configs_are_single_modality():
     assert (c.eval.ways, c.eval.shots, c.data.target_dataset) == (ways, 1, 'omniglot')
     params = jax.eval_shape(build_model(c).init, jax.random.key(0))
     assert sorted(params) == ['head', 'target']
+
+
+def test_host_and_device_feeds_agree_with_one_array():
+  target = _images()
+  sources = data.Sources(source=target, target=target)
+  batches = {}
+  for mode in ('host', 'device'):
+    it = Pipeline(sources).make_train_iterator(_config(**{'data.gather': mode}), start_step=5)
+    batches[mode] = jax.tree.map(np.asarray, next(it))
+  assert sorted(batches['host']) == ['target']
+  jax.tree.map(np.testing.assert_array_equal, batches['host'], batches['device'])
