@@ -1,6 +1,9 @@
 """Single-modality few-shot learning (`config.task.modalities=('target',)`): one encoder, one
 dataset, no alignment; the same learners, loop, checkpoints and evaluation."""
 
+import os
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -74,6 +77,12 @@ def test_train_and_evaluate_end_to_end(tmp_path):
   assert tuple(config.task.modalities) == ('target',)
   assert sorted(state.params) == ['head', 'target']
   assert int(state.step) == c.train.num_steps
+  assert results['source_modality'] is None
+  # The README's snippet that evaluates a restored run on one's own episodes runs as written.
+  with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), 'README.md')) as f:
+    snippet = re.findall(r'```python\n(.*?)```', f.read(), re.S)[1]
+  assert 'meta_align_jax.restore(' in snippet and "side='target'" in snippet
+  exec(snippet.replace("'/tmp/tiny'", repr(str(tmp_path))), {})  # pylint: disable=exec-used
 
 
 @pytest.mark.parametrize('field,value,match', [
