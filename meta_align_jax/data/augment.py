@@ -13,9 +13,9 @@ they stay unique; the light per-episode augmentation is in the core (`meta_align
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
 
-from meta_align_jax.data.loading import ModalityData
+import numpy as np
 
 ANGLES = (0, 90, 180, 270)
 SEPARATOR = '@rot'
@@ -31,8 +31,8 @@ def base_name(name: str) -> str:
   return base if sep and angle.isdigit() else name
 
 
-def rotation_classes(data: ModalityData) -> ModalityData:
-  """`data` with every class also rotated by 90, 180 and 270 degrees, each a class of its own.
+def rotation_classes(data):
+  """`data` (a `loading.ModalityData`) with every class also rotated by 90, 180 and 270 degrees, each a class of its own.
 
   Class `c` of `data` becomes class `4 * c + k` (k-th angle of `ANGLES`); examples are ordered
   original first, then their rotations. Raises ValueError on inputs that are not square images.
@@ -46,8 +46,8 @@ def rotation_classes(data: ModalityData) -> ModalityData:
   label = (data.label[:, None] * 4 + np.arange(4)[None, :]).reshape(-1).astype(np.int32)
   example_id = (data.example_id[:, None] * 4 + np.arange(4)[None, :]).reshape(-1).astype(np.int64)
   names = [rotated_name(c, a) for c in data.class_names for a in ANGLES]
-  out = ModalityData(x=np.ascontiguousarray(rotated.reshape((4 * n,) + x.shape[1:])),
-                     label=label, class_names=names, example_id=example_id)
+  out = dataclasses.replace(data, x=np.ascontiguousarray(rotated.reshape((4 * n,) + x.shape[1:])),
+                            label=label, class_names=names, example_id=example_id)
   for v in (out.x, out.label, out.example_id):
     v.setflags(write=False)
   return out

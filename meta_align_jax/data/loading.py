@@ -20,6 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
+from meta_align_jax.data import augment
 from meta_align_jax.data import convert
 from meta_align_jax.data import registry
 from meta_align_jax.data.tfsetup import configure, tf, tfds
@@ -206,7 +207,6 @@ def load_sources(config) -> Sources:
   source = target if single_modality(config) else load_modality(
       config.data.source_dataset, config.data.source_feature, config, side='source')
   if config.get('augment', {}).get('rotation_classes', False):
-    from meta_align_jax.data import augment  # pylint: disable=g-import-not-at-top  (cycle)
     rotate = lambda d, side: augment.rotation_classes(d) if config[side].modality == 'image' else d
     target = rotate(target, 'target')
     source = target if single_modality(config) else rotate(source, 'source')
