@@ -23,7 +23,8 @@ def _characters(num_classes=12, per_class=3, size=6):
 def test_rotation_classes_are_exact_rotations():
   base = _characters()
   rot = data_augment.rotation_classes(base)
-  assert len(rot.class_names) == 4 * len(base.class_names) and rot.num_examples == 4 * base.num_examples
+  assert len(rot.class_names) == 4 * len(base.class_names)
+  assert rot.num_examples == 4 * base.num_examples
   assert len(set(rot.example_id.tolist())) == rot.num_examples
   for name, angle in (('a/char03', 0), ('a/char03', 90), ('a/char07', 180), ('a/char07', 270)):
     src = base.x[base.label == base.class_names.index(name)]

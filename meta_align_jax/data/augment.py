@@ -32,7 +32,8 @@ def base_name(name: str) -> str:
 
 
 def rotation_classes(data):
-  """`data` (a `loading.ModalityData`) with every class also rotated by 90, 180 and 270 degrees, each a class of its own.
+  """`data` (a `loading.ModalityData`) with every class also rotated by 90, 180 and 270
+  degrees, each a class of its own.
 
   Class `c` of `data` becomes class `4 * c + k` (k-th angle of `ANGLES`); examples are ordered
   original first, then their rotations. Raises ValueError on inputs that are not square images.

@@ -194,7 +194,8 @@ class MetaAlignModel:
     """Embeds a batch `[B, ...]` of `side` ('source' or 'target') inputs into Z."""
     if side == 'source' and self.source is None:
       raise ValueError("This model has no source encoder (config.task.modalities=('target',), "
-                       "single-modality few-shot learning): embed target inputs with side='target'.")
+                       "single-modality few-shot learning): embed target inputs with "
+                       "side='target'.")
     p = {k: params[k] for k in ((side, 'shared') if self.shared is not None else (side,))}
     if side in self.execution.map_encoders:   # speed only: task by task under vmap
       return mapped.mapped(mapped.side_fn(self, side))(p, x)
