@@ -41,7 +41,8 @@ def get_config() -> ml_collections.ConfigDict:
   # ('source', 'target'): meta-alignment. ('target',): plain single-modality few-shot learning:
   # one encoder (config.target), one dataset (config.data.target_*; the source one is not
   # loaded), meta_on=('target',), align.enabled=False, eval.retrieval=False; the parameter tree
-  # has no 'source' group. configs/omniglot_20way.py is an example.
+  # has no 'source' group. Training tasks still draw from data.target_train_shots examples per
+  # class (raise it to use them all). configs/omniglot_20way.py is an example.
   c.task.modalities = ('source', 'target')
 
   # --- Alignment data: P pairs per task drawn from `ways` classes.
