@@ -38,6 +38,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.task.queries = 5
   c.task.tasks_per_device = 4          # meta-batch per device (vmapped)
   c.task.meta_on = ('source',)         # which modalities give meta-learning tasks
+  # ('source', 'target'): meta-alignment. ('target',): plain single-modality few-shot learning:
+  # one encoder (config.target), one dataset (config.data.target_*; the source one is not
+  # loaded), meta_on=('target',), align.enabled=False, eval.retrieval=False; the parameter tree
+  # has no 'source' group. Training tasks still draw from data.target_train_shots examples per
+  # class (raise it to use them all). configs/omniglot_20way.py is an example.
+  c.task.modalities = ('source', 'target')
 
   # --- Alignment data: P pairs per task drawn from `ways` classes.
   c.align = ml_collections.ConfigDict()
@@ -126,6 +132,25 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.adapt = 'all'                 # parameter groups adapted on the target support
   c.eval.batch_episodes = 5            # episodes per compiled call (CPU compile time grows with it)
   c.eval.retrieval = True
+
+  # --- Augmentation (meta_align_jax/augment.py; data/augment.py for rotation classes).
+  c.augment = ml_collections.ConfigDict()
+  # Character datasets (square images): every class also appears rotated by 90/180/270 degrees,
+  # each rotation a class of its own (the usual Omniglot protocol). Rotations are added to every
+  # split after the class-disjoint split of the original classes, so the four rotations of a
+  # character always share a split.
+  c.augment.rotation_classes = False
+  # Light augmentation of the training episodes' inputs (support and query of the meta-learning
+  # tasks; not alignment pairs, not evaluation), drawn inside the train step from
+  # fold_in(key(seed + 1), step): the augmented batch of step s depends only on (seed, s), for
+  # host and device-gathered batches alike, so resuming is exact.
+  c.augment.shift = 0                  # images: random shift of up to n pixels (H and W, zero
+                                       # fill); spectrograms: of up to n frames in time
+  c.augment.flip = False               # images: random horizontal flips
+  c.augment.gain = 0.0                 # spectrograms: random offset in [-gain, gain] added to the
+                                       # log-mel values (a gain, in the features' log units)
+  c.augment.mask = 0                   # spectrograms: one time and one mel band of up to n rows
+                                       # set to the example's minimum (SpecAugment-style)
 
   # --- Data.
   c.data = ml_collections.ConfigDict()

@@ -313,7 +313,10 @@ def evaluate(config, workdir: str, *, checkpoint='best', data=None, evaluators=N
   e = config.eval
   results = {
       'split': split, 'checkpoint': str(checkpoint), 'checkpoint_step': step,
-      'source_modality': config.source.modality, 'target_modality': config.target.modality,
+      # None when there is no source (single-modality few-shot learning, config.task.modalities).
+      'source_modality': (config.source.modality if 'source' in tuple(config.task.get(
+          'modalities', ('source', 'target'))) else None),
+      'target_modality': config.target.modality,
       'ways': e.ways, 'shots': e.shots, 'queries': e.queries, 'method': e.method,
   }
   results.update(run_evaluators(evaluators, state.params))

@@ -20,12 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from meta_align_jax import losses, parallel, validation
+from meta_align_jax import augment, losses, parallel, validation
 from meta_align_jax.fast import execution as execution_lib
 from meta_align_jax.fast.execution import Execution
 from meta_align_jax.fast.task_batching import over_episodes, over_tasks
 from meta_align_jax.meta import inner, learners
-from meta_align_jax.models.registry import MetaAlignModel
+from meta_align_jax.models.registry import MetaAlignModel, sides
 from meta_align_jax.parallel import replicate, unreplicate  # noqa: F401  (public here too)
 
 
@@ -75,7 +75,7 @@ def _inner_config(config, side: str, params_groups, ex: Execution, *, eval_mode=
 
 
 def _param_groups(config) -> tuple[str, ...]:
-  groups = ('source', 'target') + (('shared',) if config.model.get('shared_encoder') else ())
+  groups = sides(config) + (('shared',) if config.model.get('shared_encoder') else ())
   return groups + ('head',) + (('global_head',) if config.model.num_global_classes > 0 else ())
 
 
@@ -112,10 +112,13 @@ def task_gradient(config, model, params, task, rng, *, execution: Execution | No
 def train_step(state: TrainState, batch, rng, *, config, model, tx, execution: Execution):
   """One meta-iteration on `batch` (leading axis: tasks of this device)."""
   pmapped = execution.pmapped
+  device = jax.lax.axis_index(parallel.AXIS) if pmapped else None
+  augment_key = augment.step_key(rng, state.step, device)   # (seed, step, device) only
   rng = jax.random.fold_in(rng, state.step)
   if pmapped:
-    rng = jax.random.fold_in(rng, jax.lax.axis_index(parallel.AXIS))
+    rng = jax.random.fold_in(rng, device)
   tasks = {k: batch[k] for k in tuple(config.task.meta_on) + (('align',) if config.align.enabled else ())}
+  tasks = augment.augment_tasks(config, tasks, augment_key)   # identity unless config.augment
   num_tasks = jax.tree.leaves(tasks)[0].shape[0]
   rngs = jax.random.split(rng, num_tasks)
   fn = functools.partial(task_gradient, config, model, execution=execution)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from meta_align_jax import losses, parallel
+from meta_align_jax import augment, losses, parallel
 from meta_align_jax.fast import execution
 from meta_align_jax.feeds import gather_mode
 from meta_align_jax.meta import learners
@@ -33,6 +33,8 @@ def check_config(config) -> None:
   meta_on = tuple(t.meta_on)
   if not meta_on or any(s not in ('source', 'target') for s in meta_on):
     raise ValueError(f"config.task.meta_on={meta_on!r}: use a non-empty tuple of 'source'/'target'.")
+  check_modalities(config)
+  augment.check(config)
   learners.LEARNERS.check(m.learner)
   _positive(m.inner_steps, 'config.meta.inner_steps', allow_zero=True)
   _choice(m.inner_opt, ('sgd', 'adam'), 'config.meta.inner_opt')
@@ -58,6 +60,33 @@ def check_config(config) -> None:
   _choice(config.optim.name, ('adam', 'adamw', 'sgd', 'momentum'), 'config.optim.name')
   execution.check(config)   # its fields only; `auto` is resolved once, by build_model
   gather_mode.check_config(config)
+
+
+def check_modalities(config) -> None:
+  """`config.task.modalities`: both sides, or ('target',) alone (single-modality few-shot
+  learning) with nothing that needs a source: no source tasks, alignment, retrieval or shared
+  encoder."""
+  from meta_align_jax.models import registry  # pylint: disable=g-import-not-at-top
+  have = registry.sides(config)
+  if have not in (registry.SIDES, registry.SINGLE):
+    raise ValueError(f'config.task.modalities={have!r}: use {registry.SIDES} (meta-alignment) or '
+                     f'{registry.SINGLE} (single-modality few-shot learning on config.target).')
+  if have == registry.SIDES:
+    return
+  why = ("with config.task.modalities=('target',) (single-modality few-shot learning: no source "
+         'encoder, no source data)')
+  if tuple(config.task.meta_on) != ('target',):
+    raise ValueError(f'config.task.meta_on={tuple(config.task.meta_on)!r} {why}: set '
+                     "config.task.meta_on=('target',).")
+  if config.align.enabled:
+    raise ValueError(f'config.align.enabled=True {why}: there is nothing to align; set '
+                     'config.align.enabled=False.')
+  if config.eval.get('retrieval', False):
+    raise ValueError(f'config.eval.retrieval=True {why}: cross-modal retrieval needs two '
+                     'modalities; set config.eval.retrieval=False.')
+  if config.model.get('shared_encoder', False):
+    raise ValueError(f'config.model.shared_encoder=True {why}: one encoder is already all there '
+                     'is; set config.model.shared_encoder=False.')
 
 
 def check_target_train_classes(config, num_train: int) -> int:

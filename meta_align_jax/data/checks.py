@@ -149,8 +149,10 @@ def check_few_shot(table: ClassTable, *, ways: int, per_class: int, ways_field: 
 
 
 def check_sources(config, sources) -> None:
-  """Injected or loaded modalities must have the per-example shapes the config declares."""
-  for side in ('source', 'target'):
+  """Injected or loaded modalities must have the per-example shapes the config declares (the
+  target's only, in single-modality few-shot learning: there is no source)."""
+  single = tuple(config.task.get('modalities', META_ON)) == ('target',)
+  for side in (('target',) if single else ('source', 'target')):
     data = getattr(sources, side)
     want = tuple(int(d) for d in config[side].input_shape)
     if tuple(data.x.shape[1:]) != want:

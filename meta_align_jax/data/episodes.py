@@ -162,7 +162,8 @@ def build_train_pools(config, sources: Sources, splits: dict[str, list[str]], *,
       align = tasks.AlignPools(
           target=target_table,
           source=ClassTable.build(class_groups(sources.source, align_names), align_names))
-  return TrainPools(source_x=tf.constant(sources.source.x) if with_inputs else None,
+  uses_source = source_tasks is not None or align is not None   # not in single-modality mode
+  return TrainPools(source_x=tf.constant(sources.source.x) if with_inputs and uses_source else None,
                     target_x=tf.constant(sources.target.x) if with_inputs else None,
                     source_tasks=source_tasks, target_tasks=target_tasks, align=align,
                     target_subset=subset, target_classes=tuple(target_classes),

@@ -20,6 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
+from meta_align_jax.data import augment
 from meta_align_jax.data import convert
 from meta_align_jax.data import registry
 from meta_align_jax.data.tfsetup import configure, tf, tfds
@@ -189,13 +190,27 @@ def load_modality(dataset: str, feature: str, config, *, side: str | None = None
                         tuple(int(d) for d in side_cfg.input_shape), vocab_size)
 
 
+def single_modality(config) -> bool:
+  """`config.task.modalities == ('target',)`: single-modality few-shot learning."""
+  return tuple(config.task.get('modalities', _SIDES)) == ('target',)
+
+
 def load_sources(config) -> Sources:
-  """The source and target modalities `config.data` names."""
-  return Sources(
-      source=load_modality(config.data.source_dataset, config.data.source_feature, config,
-                           side='source'),
-      target=load_modality(config.data.target_dataset, config.data.target_feature, config,
-                           side='target'))
+  """The source and target modalities `config.data` names.
+
+  In single-modality few-shot learning (`config.task.modalities=('target',)`) only the target
+  dataset is loaded, and `Sources.source` is the same object as `Sources.target`. With
+  `config.augment.rotation_classes` image classes gain their rotations (`data/augment.py`).
+  """
+  target = load_modality(config.data.target_dataset, config.data.target_feature, config,
+                         side='target')
+  source = target if single_modality(config) else load_modality(
+      config.data.source_dataset, config.data.source_feature, config, side='source')
+  if config.get('augment', {}).get('rotation_classes', False):
+    rotate = lambda d, side: augment.rotation_classes(d) if config[side].modality == 'image' else d
+    target = rotate(target, 'target')
+    source = target if single_modality(config) else rotate(source, 'source')
+  return Sources(source=source, target=target)
 
 
 def clear_cache() -> None:

@@ -18,6 +18,7 @@ import zlib
 import numpy as np
 
 from meta_align_jax import io
+from meta_align_jax.data import augment
 from meta_align_jax.data.loading import ModalityData, Sources
 
 SPLITS = ('train', 'val', 'test')
@@ -81,7 +82,13 @@ def make_splits(config, workdir: str | None = None, *, sources: Sources | None =
         f'config.data.source_dataset={config.data.source_dataset!r} and config.data.target_dataset='
         f'{config.data.target_dataset!r} share no class name: source classes '
         f'{sources.source.class_names[:10]}..., target classes {sources.target.class_names[:10]}...')
-  splits = split_classes(names, config.seed, config.data.split_fractions)
+  if config.get('augment', {}).get('rotation_classes', False):
+    # The originals are split; each rotation follows its original (data/augment.py).
+    groups = augment.group_by_base(names)
+    cut = split_classes(list(groups), config.seed, config.data.split_fractions)
+    splits = {k: sorted(n for b in v for n in groups[b]) for k, v in cut.items()}
+  else:
+    splits = split_classes(names, config.seed, config.data.split_fractions)
   if workdir is not None:
     _save(splits, config, workdir)
   return splits

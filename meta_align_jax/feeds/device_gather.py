@@ -74,13 +74,13 @@ class DeviceGather:
 
   def __init__(self, source_x: np.ndarray, target_x: np.ndarray, *, pmap: bool):
     self.pmap = bool(pmap)
-    self.nbytes = int(source_x.nbytes + target_x.nbytes)
-    if self.pmap:
-      self._arrays = replicate((source_x, target_x))
-      self._fn = jax.pmap(gather_batch)
-    else:
-      self._arrays = (jax.device_put(source_x), jax.device_put(target_x))
-      self._fn = jax.jit(gather_batch)
+    # One modality (config.task.modalities=('target',)): both names point at one array, held once.
+    same = source_x is target_x
+    self.nbytes = int(target_x.nbytes + (0 if same else source_x.nbytes))
+    put = replicate if self.pmap else jax.device_put
+    target = put(target_x)
+    self._arrays = (target if same else put(source_x), target)
+    self._fn = jax.pmap(gather_batch) if self.pmap else jax.jit(gather_batch)
 
   def __call__(self, index_batch: dict) -> dict:
     return self._fn(*self._arrays, index_batch)

@@ -32,6 +32,15 @@ from meta_align_jax.models.layers import NORMS
 from meta_align_jax.modalities import MODALITIES
 from meta_align_jax.registry import Registry
 
+SIDES = ('source', 'target')
+SINGLE = ('target',)   # config.task.modalities of single-modality few-shot learning
+
+
+def sides(config) -> tuple[str, ...]:
+  """The modalities (sides) the model has: `config.task.modalities`, ('source', 'target') by
+  default; ('target',) is single-modality few-shot learning (no source encoder)."""
+  return tuple(config.task.get('modalities', SIDES))
+
 
 @dataclasses.dataclass(frozen=True)
 class EncoderSpec:
@@ -143,11 +152,11 @@ def input_dtype(side_config) -> Any:
 @dataclasses.dataclass(frozen=True)
 class MetaAlignModel:
   """Source and target towers into Z plus classifier heads; pure functions of `params`."""
-  source: Tower
+  source: Tower | None   # None in single-modality few-shot learning (config.task.modalities)
   target: Tower
   head: Head
   global_head: Head | None
-  source_input: jax.ShapeDtypeStruct
+  source_input: jax.ShapeDtypeStruct | None
   target_input: jax.ShapeDtypeStruct
   # How it runs (resolved once from config.execution; speed only, never the numbers).
   execution: Execution = Execution()
@@ -161,14 +170,14 @@ class MetaAlignModel:
 
   def _init(self, rng) -> dict:
     ks, kt, kh, kg = jax.random.split(rng, 4)
-    xs = jnp.zeros((2,) + self.source_input.shape, self.source_input.dtype)
     xt = jnp.zeros((2,) + self.target_input.shape, self.target_input.dtype)
     z = jnp.zeros((2, self.head_in_dim), jnp.float32)
-    params = {
-        'source': self.source.init(ks, xs)['params'],
-        'target': self.target.init(kt, xt)['params'],
-        'head': self.head.init(kh, z)['params'],
-    }
+    params = {}
+    if self.source is not None:   # the same keys with or without a source: target and head
+      xs = jnp.zeros((2,) + self.source_input.shape, self.source_input.dtype)   # keep values
+      params['source'] = self.source.init(ks, xs)['params']
+    params['target'] = self.target.init(kt, xt)['params']
+    params['head'] = self.head.init(kh, z)['params']
     if self.shared is not None:
       # Derived from the source key, so models without a shared encoder keep their initial values.
       h = self.source.apply({'params': params['source']}, xs)
@@ -179,10 +188,14 @@ class MetaAlignModel:
 
   @property
   def head_in_dim(self) -> int:
-    return (self.source if self.shared is None else self.shared).z_dim
+    return (self.target if self.shared is None else self.shared).z_dim
 
   def embed(self, params: dict, x, side: str):
     """Embeds a batch `[B, ...]` of `side` ('source' or 'target') inputs into Z."""
+    if side == 'source' and self.source is None:
+      raise ValueError("This model has no source encoder (config.task.modalities=('target',), "
+                       "single-modality few-shot learning): embed target inputs with "
+                       "side='target'.")
     p = {k: params[k] for k in ((side, 'shared') if self.shared is not None else (side,))}
     if side in self.execution.map_encoders:   # speed only: task by task under vmap
       return mapped.mapped(mapped.side_fn(self, side))(p, x)
@@ -243,9 +256,13 @@ def build_model(config, execution: Execution | None = None) -> MetaAlignModel:
   the LSTM unroll and travels with the model to the train and evaluation steps."""
   m = config.model
   ex = execution or execution_lib.resolve(config)
-  convs = {side: ex.conv_module(side) for side in ('source', 'target')}
+  have = sides(config)
+  if have not in (SIDES, SINGLE):
+    raise ValueError(f'config.task.modalities={have!r}: use {SIDES} (meta-alignment) or '
+                     f'{SINGLE} (single-modality few-shot learning).')
+  convs = {side: ex.conv_module(side) for side in have}
   towers = {side: Tower(_encoder(side, config[side], m, convs[side], ex.rnn_unroll), m.z_dim)
-            for side in ('source', 'target')}
+            for side in have}
   shared = None
   if m.get('shared_encoder', False):
     check_shared_encoder(config)
@@ -255,9 +272,9 @@ def build_model(config, execution: Execution | None = None) -> MetaAlignModel:
   ways = max(config.task.ways, config.eval.ways)
   global_head = Head(m.num_global_classes, m.head) if m.num_global_classes > 0 else None
   return MetaAlignModel(
-      source=towers['source'], target=towers['target'], head=Head(ways, m.head),
+      source=towers.get('source'), target=towers['target'], head=Head(ways, m.head),
       global_head=global_head, execution=ex, shared=shared,
-      source_input=jax.ShapeDtypeStruct(tuple(config.source.input_shape),
-                                        input_dtype(config.source)),
+      source_input=None if 'source' not in have else jax.ShapeDtypeStruct(
+          tuple(config.source.input_shape), input_dtype(config.source)),
       target_input=jax.ShapeDtypeStruct(tuple(config.target.input_shape),
                                         input_dtype(config.target)))
