@@ -66,7 +66,9 @@ def check_target_train_classes(config, num_train: int) -> int:
   needs = []
   if 'target' in tuple(config.task.meta_on):
     needs.append(('config.task.ways', config.task.ways, 'target training tasks'))
-  if config.align.enabled and config.align.classes == 'train':
+  unlabelled = (config.get('lowres') is not None and config.lowres.get('enabled', False)
+                and config.lowres.pairs == 'strong')   # pairs over all classes, unlabelled
+  if config.align.enabled and config.align.classes == 'train' and not unlabelled:
     needs.append(('config.align.ways', config.align.ways, 'alignment batches'))
   for field, ways, what in needs:
     if value < ways:
