@@ -32,10 +32,11 @@ def check(config) -> None:
   if not enabled(config):
     return
   lr = config.lowres
-  for name in ('labelled_classes', 'labelled_shots'):
+  for name, low in (('labelled_classes', 0), ('labelled_shots', 1)):
     v = lr[name]
-    if isinstance(v, bool) or int(v) != v or v < 1:
-      raise ValueError(f'config.lowres.{name}={v!r} must be an integer >= 1.')
+    if isinstance(v, bool) or int(v) != v or v < low:
+      raise ValueError(f'config.lowres.{name}={v!r} must be an integer >= {low}'
+                       + (' (0: every meta-train class, the oracle)' if low == 0 else '') + '.')
   if lr.pairs not in PAIRS:
     raise ValueError(f'config.lowres.pairs={lr.pairs!r}: use one of {PAIRS}.')
   ps = lr.get('pair_instances', 0)
@@ -55,6 +56,8 @@ def derived(config) -> dict:
     out['align.enabled'] = True
     out['align.kind'] = lr.pairs
     out['align.classes'] = 'train'
+  if lr.pairs == 'strong':   # unlabelled pairs carry no label that noise could flip
+    out['data.align_noise'] = 0.0
   return out
 
 
