@@ -150,6 +150,8 @@ def get_config() -> ml_collections.ConfigDict:
                                        # by source class, target labels withheld | weak: same-label
                                        # pairs from the labelled set (labels) | none
   c.lowres.pair_instances = 0          # strong pairs per meta-train class (0: every instance)
+  c.lowres.pseudo_labels = False       # target tasks on clips labelled by their strong pair's
+                                       # source class + the labelled set (pseudo-label baseline)
   c.lowres.oracle = False              # the oracle alone may select on target meta-val labels
 
   # --- Data.

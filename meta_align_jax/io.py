@@ -77,7 +77,8 @@ BUNDLE_FIELDS = (
 
 # Recorded only when the config turns them on, so bundles written before they existed still match.
 OPTIONAL_BUNDLE_FIELDS = ('lowres.enabled', 'lowres.labelled_classes', 'lowres.labelled_shots',
-                          'lowres.pairs', 'lowres.pair_instances', 'train.select',
+                          'lowres.pairs', 'lowres.pair_instances', 'lowres.pseudo_labels',
+                          'train.select',
                           'train.val_episodes')
 
 

@@ -39,6 +39,9 @@ def check(config) -> None:
                        + (' (0: every meta-train class, the oracle)' if low == 0 else '') + '.')
   if lr.pairs not in PAIRS:
     raise ValueError(f'config.lowres.pairs={lr.pairs!r}: use one of {PAIRS}.')
+  if lr.get('pseudo_labels', False) and 'target' not in tuple(config.task.meta_on):
+    raise ValueError("config.lowres.pseudo_labels=True labels target clips for target training "
+                     "tasks: add 'target' to config.task.meta_on.")
   ps = lr.get('pair_instances', 0)
   if isinstance(ps, bool) or int(ps) != ps or ps < 0:
     raise ValueError(f'config.lowres.pair_instances={ps!r} must be an integer >= 0 (0: every '
@@ -95,3 +98,9 @@ def check_applied(config) -> None:
 def unlabelled_strong_pairs(config) -> bool:
   """Whether alignment uses strong pairs over all meta-train classes with target labels withheld."""
   return enabled(config) and config.lowres.pairs == 'strong'
+
+
+def pseudo_labels(config) -> bool:
+  """Whether target training tasks use clips labelled through their strong pair's source class
+  (`config.lowres.pseudo_labels`; the pseudo-label baseline)."""
+  return enabled(config) and bool(config.lowres.get('pseudo_labels', False))

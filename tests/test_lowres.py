@@ -157,3 +157,24 @@ def test_history_counts_validations_since_the_best_and_survives_a_restart(tmp_pa
   assert not h.should_stop(0)
   resumed = selection.History(str(tmp_path), 30)   # resumed from step 30: the 40 entry is dropped
   assert [e['step'] for e in resumed.entries] == [10, 20, 30] and resumed.since_best() == 1
+
+
+def test_pseudo_labels_label_every_paired_clip_with_its_source_class(sources):
+  c = lowres.apply(make_config(lowres__enabled=True, lowres__labelled_classes=3,
+                               lowres__labelled_shots=2, lowres__pairs='none',
+                               lowres__pseudo_labels=True, lowres__pair_instances=6,
+                               train__select='final', task__meta_on=('target',)))
+  splits = splits_lib.make_splits(c, sources=sources)
+  pools = episodes.build_train_pools(c, sources, splits)
+  table = pools.target_tasks
+  assert table.names == tuple(splits['train'])
+  labelled = set(splits_lib.target_train_classes(splits['train'], 3, c.seed))
+  members, counts = np.asarray(table.members), np.asarray(table.counts)
+  for row, name in enumerate(table.names):
+    idx = members[row, :counts[row]]
+    # 6 pair instances per class, plus the 2 labelled examples of a labelled class (which may
+    # coincide with a paired clip).
+    assert 6 <= counts[row] <= (8 if name in labelled else 6)
+    assert {sources.target.class_names[l] for l in sources.target.label[idx]} == {name}
+  with pytest.raises(ValueError, match="pseudo_labels=True .* add 'target'"):
+    lowres.check(make_config(lowres__enabled=True, lowres__pseudo_labels=True))

@@ -132,6 +132,13 @@ METHODS.update({
                                 'per-modality first blocks (model.shared_encoder)',
                                 {**_LR_STRONG, 'task.meta_on': _BOTH,
                                  'model.shared_encoder': True}, finalize=_target_tasks),
+    'lr_pseudo_labels': Method('baseline', 'pseudo-labels: target-only Reptile on the target '
+                               'clips of strong pairs labelled with their pair\'s source class '
+                               '(an ideal source classifier: the pairs\' source sides are its '
+                               'training examples) plus the labelled set; fixed step count',
+                               {**_LR, 'lowres.pairs': 'none', 'lowres.pseudo_labels': True,
+                                'train.select': 'final', 'task.meta_on': ('target',)},
+                               finalize=_target_tasks),
     # The upper bound: every meta-train class with all its target examples labelled (20 per class
     # in synthetic_concepts), trained until target meta-val stops improving (the oracle alone may
     # read target meta-val labels).

@@ -156,8 +156,22 @@ def build_train_pools(config, sources: Sources, splits: dict[str, list[str]], *,
                           per_class_fields='config.task.shots + config.task.queries',
                           what=f'the meta-train split of {src_name}')
   target_tasks = target_labels = None
-  if meta_on_target:
+  if meta_on_target and lowres_lib.pseudo_labels(config):
+    # Target clips labelled through their strong pair: the pair's source class (what a source
+    # classifier right on its own training examples gives), plus the labelled set.
+    target_classes = sorted(train)
+    s = sources.source
+    pair_source, pair_target, groups = lowres_data.unlabelled_pairs(
+        s.label, s.example_id, s.class_names, target_classes, sources.target.example_id,
+        seed=config.seed, per_class=int(config.lowres.get('pair_instances', 0)),
+        what='lowres.pseudo_labels')
+    del pair_source
+    target_tasks = ClassTable.build(
+        [np.union1d(pair_target[g], subset.get(n, np.zeros([0], np.int32))).astype(np.int32)
+         for n, g in zip(target_classes, groups)], target_classes)
+  elif meta_on_target:
     target_tasks = ClassTable.build([subset[n] for n in target_classes], target_classes)
+  if meta_on_target:
     row_in_train = {n: i for i, n in enumerate(train)}
     target_labels = tf.constant([row_in_train[n] for n in target_classes], tf.int32)
     checks.check_few_shot(
