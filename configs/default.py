@@ -141,6 +141,15 @@ def get_config() -> ml_collections.ConfigDict:
                                        # accuracy_finetune_*; eval.method stays the primary one,
                                        # fixed in the config before the test run
 
+  # --- Self-supervised target loss (meta_align_jax/ssl.py): InfoNCE between two augmentations
+  # of the alignment batch's unlabelled target clips, added with this weight.
+  c.ssl = ml_collections.ConfigDict()
+  c.ssl.enabled = False
+  c.ssl.weight = 1.0
+  c.ssl.temperature = 0.1
+  c.ssl.mask_frac = 0.2                # masked block of the first input axis (time / rows)
+  c.ssl.noise_std = 0.1                # Gaussian noise, in units of the clip's std
+
   # --- Low-resource protocol (meta_align_jax/lowres.py); off: the fields above act as before.
   c.lowres = ml_collections.ConfigDict()
   c.lowres.enabled = False

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from meta_align_jax import losses, lowres, parallel
+from meta_align_jax import losses, lowres, parallel, ssl
 from meta_align_jax.fast import execution
 from meta_align_jax.feeds import gather_mode
 from meta_align_jax.meta import learners
@@ -67,6 +67,7 @@ SELECT = ('target_val', 'source_val', 'align_val', 'final')
 def check_protocol(config) -> None:
   """config.lowres, config.train.select / patience, config.eval.report_both."""
   lowres.check(config)
+  ssl.check(config)
   t = config.train
   select = t.get('select', 'target_val')
   _choice(select, SELECT, 'config.train.select')

@@ -16,7 +16,8 @@ _ALL = _CORE + ('meta_align_zh', 'supervised_ft', 'supervised_align', 'align_onl
 # episodes takes minutes to compile on XLA:CPU, 5 take ~20 s and run at ~0.1 s per episode).
 _STUDY_TASKS = ('image_audio', 'text_image')
 _STUDY_METHODS = ('lr_meta_align', 'lr_meta_align_triplet', 'lr_meta_align_weak',
-                  'lr_target_only', 'lr_no_align', 'lr_supervised_align', 'lr_pseudo_labels')
+                  'lr_target_only', 'lr_no_align', 'lr_supervised_align', 'lr_pseudo_labels',
+                  'lr_ssl_target')
 # Conv-4 / log-mel CNN scale: one run fits a device call on one GPU. Converged = the method's own
 # label-free criterion picks the checkpoint over the 3000 steps (the oracle stops on patience).
 _STUDY_SCALE = {'train.num_steps': 3000, 'train.eval_every': 250, 'train.checkpoint_every': 250,

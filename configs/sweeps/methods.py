@@ -139,6 +139,13 @@ METHODS.update({
                                {**_LR, 'lowres.pairs': 'none', 'lowres.pseudo_labels': True,
                                 'train.select': 'final', 'task.meta_on': ('target',)},
                                finalize=_target_tasks),
+    'lr_ssl_target': Method('baseline', 'self-supervised target training: SimCLR-style InfoNCE '
+                            'between two augmentations of the strong pairs\' unlabelled target '
+                            'clips (ssl.py), jointly with Reptile on the labelled target set; the '
+                            'cross-modal alignment weighted 0; fixed step count',
+                            {**_LR, 'lowres.pairs': 'strong', 'align.loss': 'infonce',
+                             'align.weight': 0.0, 'ssl.enabled': True, 'train.select': 'final',
+                             'task.meta_on': ('target',)}, finalize=_target_tasks),
     # The upper bound: every meta-train class with all its target examples labelled (20 per class
     # in synthetic_concepts), trained until target meta-val stops improving (the oracle alone may
     # read target meta-val labels).
