@@ -23,6 +23,8 @@ _GRID = flags.DEFINE_string('grid', None, 'export: a grid of configs/sweeps/grid
 _TASKS = flags.DEFINE_list('tasks', None, "export: only these of the grid's tasks.")
 _METHODS = flags.DEFINE_list('methods', None, "export: only these of the grid's methods.")
 _SEEDS = flags.DEFINE_list('seeds', None, "export: seeds (default: the grid's).")
+_SHOTS = flags.DEFINE_list('shots', None, "export: only these of the grid's shots.")
+_NOISE = flags.DEFINE_list('noise', None, "export: only these of the grid's noise rates.")
 _SET = flags.DEFINE_multi_string('set', [], 'export: config override of every run: field=value.')
 _BUDGET = flags.DEFINE_float('budget_s', 0, 'run: stop (resumably) after this many seconds; 0: none.')
 _SLOTS = flags.DEFINE_integer('slots', 1, 'run: runs at once, one GPU each.')
@@ -49,9 +51,11 @@ def main(argv):
     seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else None
     specs = [s for s in sweep.grid_runs(_GRID.value, seeds=seeds, overrides=overrides)
              if (not _TASKS.value or s.task in _TASKS.value)
-             and (not _METHODS.value or s.method in _METHODS.value)]
+             and (not _METHODS.value or s.method in _METHODS.value)
+             and (not _SHOTS.value or s.shots in [int(k) for k in _SHOTS.value])
+             and (not _NOISE.value or s.noise in [float(n) for n in _NOISE.value])]
     if not specs:
-      raise app.UsageError('No run left after --tasks/--methods.')
+      raise app.UsageError('No run left after --tasks/--methods/--shots/--noise.')
     study.export_study(specs, _STUDY.value, grid=_GRID.value)
   elif cmd == 'run':
     status = study.run_study(_STUDY.value, budget_s=_BUDGET.value, slots=_SLOTS.value,
