@@ -36,7 +36,6 @@ import jax
 import numpy as np
 
 from meta_align_jax import io
-from meta_align_jax import lowres as lowres_lib
 from meta_align_jax.data import checks
 from meta_align_jax.data import lowres as lowres_data
 from meta_align_jax.data import sampling
@@ -134,8 +133,7 @@ def build_train_pools(config, sources: Sources, splits: dict[str, list[str]], *,
   checks.check_target_train_classes(config, len(train))
   target_classes = splits_lib.target_train_classes(
       train, int(config.data.get('target_train_classes', 0)), config.seed)
-  lowres_lib.check_applied(config)
-  unlabelled = config.align.enabled and lowres_lib.unlabelled_strong_pairs(config)
+  unlabelled = config.align.enabled and lowres_data.unlabelled_strong_pairs(config)
   align_names = []
   if unlabelled:   # strong pairs over every meta-train class, drawn by their source class
     align_names = sorted(train)
@@ -156,7 +154,7 @@ def build_train_pools(config, sources: Sources, splits: dict[str, list[str]], *,
                           per_class_fields='config.task.shots + config.task.queries',
                           what=f'the meta-train split of {src_name}')
   target_tasks = target_labels = None
-  if meta_on_target and lowres_lib.pseudo_labels(config):
+  if meta_on_target and lowres_data.pseudo_labels(config):
     # Target clips labelled through their strong pair: the pair's source class (what a source
     # classifier right on its own training examples gives), plus the labelled set.
     target_classes = sorted(train)

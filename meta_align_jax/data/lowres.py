@@ -17,6 +17,25 @@ import numpy as np
 STREAM_PAIR_INSTANCES = 0x9A17
 
 
+# The config predicates the pipeline needs (the data package does not import the training stack;
+# meta_align_jax/lowres.py holds the protocol and its checks).
+def _lowres(config):
+  lr = config.get('lowres', None)
+  return lr if lr is not None and lr.get('enabled', False) else None
+
+
+def unlabelled_strong_pairs(config) -> bool:
+  """Alignment on strong pairs over all meta-train classes, target labels withheld."""
+  lr = _lowres(config)
+  return lr is not None and lr.pairs == 'strong'
+
+
+def pseudo_labels(config) -> bool:
+  """Target tasks on strong-pair clips labelled by their pair's source class."""
+  lr = _lowres(config)
+  return lr is not None and bool(lr.get('pseudo_labels', False))
+
+
 def target_index_by_id(target_example_id: np.ndarray) -> dict[int, int]:
   """example_id -> the first target example carrying it (reads ids, not labels)."""
   out = {}

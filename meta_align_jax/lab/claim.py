@@ -174,14 +174,15 @@ def plot_task(claim: dict, out_dir: str) -> list[str]:
       ax.errorbar([100 * p[0] if x == 'noise' else p[0] for p in pts],
                   [100 * p[1] for p in pts], yerr=[100 * p[2] for p in pts], marker='o',
                   capsize=3, label=method)
-    oracle = {}
+    oracle, clean = {}, False
     for s in claim['settings']:
       if s['oracle'] and all(s[k] == v for k, v in fixed.items()):
         oracle[s['shots'] if x == 'shots' else s['noise']] = s['oracle']['mean']
+        clean |= s['oracle']['noise'] != s['noise']
     if oracle:
       ox = sorted(oracle)
       ax.plot([100 * v if x == 'noise' else v for v in ox], [100 * oracle[v] for v in ox], 'k--',
-              label='oracle')
+              label='oracle (noise 0)' if clean else 'oracle')
     ax.axhline(100 * claim['chance'], color='grey', linestyle=':', label='chance')
     ax.set_xlabel('target label noise (%)' if x == 'noise' else 'shots')
     ax.set_ylabel('meta-test accuracy (%)')
