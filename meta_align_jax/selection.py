@@ -15,12 +15,15 @@ which holds no target label (`tests/test_lowres.py` hands in data whose target l
 from __future__ import annotations
 
 import functools
+import json
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from meta_align_jax import evaluate as evaluate_lib
+from meta_align_jax import io
 from meta_align_jax import losses
 from meta_align_jax import train_step as train_step_lib
 
@@ -130,8 +133,6 @@ class History:
   """
 
   def __init__(self, workdir: str | None, start_step: int):
-    import json, os  # pylint: disable=g-import-not-at-top,multiple-imports
-    self._json, self._os = json, os
     self.workdir = workdir
     self.entries = []
     if workdir is not None and os.path.exists(os.path.join(workdir, HISTORY_FILE)):
@@ -139,10 +140,9 @@ class History:
         self.entries = [e for e in json.load(f) if e['step'] <= start_step]
 
   def add(self, step: int, score: float) -> None:
-    from meta_align_jax import io  # pylint: disable=g-import-not-at-top
     self.entries.append({'step': int(step), 'score': float(score)})
     if self.workdir is not None and jax.process_index() == 0:
-      io.write_atomic(self._os.path.join(self.workdir, HISTORY_FILE), self._json.dumps(self.entries))
+      io.write_atomic(os.path.join(self.workdir, HISTORY_FILE), json.dumps(self.entries))
 
   def since_best(self) -> int:
     """Validations after the best one (the first of equal bests)."""
@@ -153,16 +153,14 @@ class History:
     return bool(patience) and self.since_best() >= int(patience)
 
   def mark_stopped(self, step: int) -> None:
-    from meta_align_jax import io  # pylint: disable=g-import-not-at-top
     if self.workdir is not None and jax.process_index() == 0:
       best = max(self.entries, key=lambda e: e['score'])
-      io.write_atomic(self._os.path.join(self.workdir, EARLY_STOP_FILE),
-                      self._json.dumps({'step': int(step), 'best_step': best['step']}))
+      io.write_atomic(os.path.join(self.workdir, EARLY_STOP_FILE),
+                      json.dumps({'step': int(step), 'best_step': best['step']}))
 
 
 def early_stopped(workdir: str) -> int | None:
   """The step a run stopped at on patience, or None."""
-  import json, os  # pylint: disable=g-import-not-at-top,multiple-imports
   path = os.path.join(workdir, EARLY_STOP_FILE)
   if not os.path.exists(path):
     return None
