@@ -118,6 +118,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.eval_every = 200             # meta-validation
   c.train.keep_checkpoints = 2
   c.train.val_episodes = 100
+  # Which checkpoint is evaluated ('best' by this criterion; meta_align_jax/selection.py):
+  #   'target_val'  target few-shot accuracy on meta-val classes (reads target labels: the oracle's
+  #                 and the pre-protocol runs' criterion; not allowed with lowres.enabled unless
+  #                 lowres.oracle)
+  #   'source_val'  source few-shot accuracy on meta-val classes (no target label)
+  #   'align_val'   InfoNCE on unlabelled strong pairs of meta-val classes (no target label)
+  #   'final'       the last step (a fixed step count)
+  c.train.select = 'target_val'
+  c.train.patience = 0                 # >0: stop after this many validations without a better
+                                       # score (the oracle trains until meta-val plateaus)
 
   # --- Evaluation on target few-shot tasks of held-out classes.
   c.eval = ml_collections.ConfigDict()
@@ -132,6 +142,32 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.adapt = 'all'                 # parameter groups adapted on the target support
   c.eval.batch_episodes = 5            # episodes per compiled call (CPU compile time grows with it)
   c.eval.retrieval = True
+  c.eval.report_both = False           # also score the other protocol (proto <-> finetune):
+                                       # eval_results.json gets accuracy_proto_* and
+                                       # accuracy_finetune_*; eval.method stays the primary one,
+                                       # fixed in the config before the test run
+
+  # --- Self-supervised target loss (meta_align_jax/ssl.py): InfoNCE between two augmentations
+  # of the alignment batch's unlabelled target clips, added with this weight.
+  c.ssl = ml_collections.ConfigDict()
+  c.ssl.enabled = False
+  c.ssl.weight = 1.0
+  c.ssl.temperature = 0.1
+  c.ssl.mask_frac = 0.2                # masked block of the first input axis (time / rows)
+  c.ssl.noise_std = 0.1                # Gaussian noise, in units of the clip's std
+
+  # --- Low-resource protocol (meta_align_jax/lowres.py); off: the fields above act as before.
+  c.lowres = ml_collections.ConfigDict()
+  c.lowres.enabled = False
+  c.lowres.labelled_classes = 5        # the labelled target set: classes x shots, the same for
+  c.lowres.labelled_shots = 5          # every method (sets data.target_train_classes/_shots)
+  c.lowres.pairs = 'strong'            # strong: instance pairs over ALL meta-train classes, drawn
+                                       # by source class, target labels withheld | weak: same-label
+                                       # pairs from the labelled set (labels) | none
+  c.lowres.pair_instances = 0          # strong pairs per meta-train class (0: every instance)
+  c.lowres.pseudo_labels = False       # target tasks on clips labelled by their strong pair's
+                                       # source class + the labelled set (pseudo-label baseline)
+  c.lowres.oracle = False              # the oracle alone may select on target meta-val labels
 
   # --- Augmentation (meta_align_jax/augment.py; data/augment.py for rotation classes).
   c.augment = ml_collections.ConfigDict()

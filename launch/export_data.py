@@ -34,7 +34,8 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   from meta_align_jax import parallel  # pylint: disable=g-import-not-at-top
   from meta_align_jax.data import export  # pylint: disable=g-import-not-at-top
-  config = _CONFIG.value
+  from meta_align_jax import lowres  # pylint: disable=g-import-not-at-top
+  config = lowres.apply(_CONFIG.value)
   steps = _STEPS.value or int(config.train.num_steps)
   meta = export.export_bundle(config, _OUT.value, steps=steps, examples_path=_EXAMPLES.value,
                               log_every=500, devices=parallel.num_batch_devices(config))

@@ -66,7 +66,8 @@ def _config(workdir):
     if saved is None:
       raise app.UsageError(f'{workdir} has no {checkpoint.CONFIG_FILE}; pass --config.')
     return saved
-  return _CONFIG.value
+  from meta_align_jax import lowres  # pylint: disable=g-import-not-at-top
+  return lowres.apply(_CONFIG.value)   # the low-resource protocol's derived fields, if on
 
 
 def _check_eval_workdir(config, workdir) -> bool:

@@ -165,6 +165,32 @@ class FewShotEvaluator:
 # --------------------------------------------------------------------------- retrieval
 
 
+OTHER_METHOD = {'finetune': 'proto', 'proto': 'finetune'}
+
+
+@register('few_shot_other', enabled=lambda config: bool(config.eval.get('report_both', False)))
+class OtherProtocolEvaluator(FewShotEvaluator):
+  """The same episodes scored with the other protocol (config.eval.report_both): the results
+  get accuracy_<other>_mean / _ci95; config.eval.method stays the primary, reported as
+  accuracy_mean (and accuracy_<method>_mean)."""
+
+  def __init__(self, config, model, data, *, split: str, workdir: str | None = None,
+               jit_cache: dict | None = None):
+    self.method = OTHER_METHOD[config.eval.method]
+    other = config.copy_and_resolve_references()
+    other.eval.method = self.method
+    jit_cache = {} if jit_cache is None else jit_cache
+    jit_cache.setdefault(f'eval_step/target/{self.method}',
+                         train_step_lib.make_eval_step(other, model, side='target'))
+    super().__init__(other, model, data, split=split, workdir=workdir,
+                     jit_cache={'eval_step/target': jit_cache[f'eval_step/target/{self.method}']})
+
+  def __call__(self, params) -> dict:
+    self.other_episode_accuracies = np.asarray(self.episode_accuracies(params), np.float32)
+    mean, ci95 = mean_ci95(self.other_episode_accuracies)
+    return {f'accuracy_{self.method}_mean': mean, f'accuracy_{self.method}_ci95': ci95}
+
+
 def _normalize(x: np.ndarray) -> np.ndarray:
   x = np.asarray(x, np.float32)
   return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
@@ -268,9 +294,9 @@ def write_results(workdir: str, results: dict) -> str:
   return path
 
 
-def write_episode_accuracies(workdir: str, accuracies) -> str:
-  """Writes WORKDIR/episode_accuracies.npy atomically and returns its path."""
-  path = os.path.join(workdir, EPISODES_FILE)
+def write_episode_accuracies(workdir: str, accuracies, suffix: str = '') -> str:
+  """Writes WORKDIR/episode_accuracies<suffix>.npy atomically and returns its path."""
+  path = os.path.join(workdir, EPISODES_FILE.replace('.npy', f'{suffix}.npy'))
   tmp = f'{path}.tmp{os.getpid()}.npy'
   np.save(tmp, np.asarray(accuracies, np.float32))
   os.replace(tmp, path)
@@ -320,6 +346,9 @@ def evaluate(config, workdir: str, *, checkpoint='best', data=None, evaluators=N
       'ways': e.ways, 'shots': e.shots, 'queries': e.queries, 'method': e.method,
   }
   results.update(run_evaluators(evaluators, state.params))
+  if 'accuracy_mean' in results:   # the primary protocol under its own name too
+    results[f'accuracy_{e.method}_mean'] = results['accuracy_mean']
+    results[f'accuracy_{e.method}_ci95'] = results['accuracy_ci95']
   # Per-episode accuracies of the (first) evaluator that keeps them: few_shot's.
   episodes = next((e.last_episode_accuracies for e in evaluators.values()
                    if getattr(e, 'last_episode_accuracies', None) is not None), None)
@@ -327,6 +356,9 @@ def evaluate(config, workdir: str, *, checkpoint='best', data=None, evaluators=N
     return results
   if episodes is not None and jax.process_index() == 0:
     write_episode_accuracies(workdir, episodes)   # before eval_results.json marks the run done
+    for ev in evaluators.values():   # the other protocol's, beside it: episode_accuracies_<m>.npy
+      if getattr(ev, 'other_episode_accuracies', None) is not None:
+        write_episode_accuracies(workdir, ev.other_episode_accuracies, suffix=f'_{ev.method}')
   write_results(workdir, results)
   if writer is not None:
     writer.write_scalars(step, flat_scalars(results, split))

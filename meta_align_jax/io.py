@@ -75,9 +75,21 @@ BUNDLE_FIELDS = (
 )
 
 
+# Recorded only when the config turns them on, so bundles written before they existed still match.
+OPTIONAL_BUNDLE_FIELDS = ('lowres.enabled', 'lowres.labelled_classes', 'lowres.labelled_shots',
+                          'lowres.pairs', 'lowres.pair_instances', 'lowres.pseudo_labels',
+                          'train.select',
+                          'train.val_episodes')
+
+
 def bundle_fields(config) -> dict:
-  """The values of `BUNDLE_FIELDS` in `config`, JSON-comparable (tuples as lists)."""
-  return {f: json.loads(json.dumps(config_field(config, f), default=list)) for f in BUNDLE_FIELDS}
+  """The values of `BUNDLE_FIELDS` in `config`, JSON-comparable (tuples as lists); with
+  `config.lowres.enabled` or a label-free `config.train.select`, also `OPTIONAL_BUNDLE_FIELDS`."""
+  fields = BUNDLE_FIELDS
+  if config_field(config, 'lowres.enabled') or config_field(config, 'train.select') in (
+      'source_val', 'align_val'):
+    fields = fields + OPTIONAL_BUNDLE_FIELDS
+  return {f: json.loads(json.dumps(config_field(config, f), default=list)) for f in fields}
 
 
 def examples_digest(examples: dict) -> str:

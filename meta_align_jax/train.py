@@ -2,7 +2,7 @@
 
 A run lives in its work directory: config.json, Orbax checkpoints (`checkpoint.py`), TensorBoard
 events and metrics.jsonl (train losses and the meta/alignment split, step time, steps/s,
-periodic meta-validation accuracy), and after evaluation eval_results.json (`evaluate.py`).
+periodic meta-validation by config.train.select, `selection.py`), and eval_results.json.
 
 Resume is automatic: a run started on a workdir with checkpoints continues from the latest one.
 The batch of step s is `make_train_iterator(config, start_step=s)`'s first and the step's key is
@@ -18,9 +18,8 @@ leaves the workdir's config.json as it was: the config is written (atomically) w
 checkpoint. Resume skips (and moves aside, never deletes) a latest checkpoint that cannot be read,
 saying why, and continues from the newest one that restores.
 
-Metrics stay on the device until they are logged (every `config.train.log_every` steps) or a
-checkpoint is due, so the loop does not wait on the device every step; every step's metrics are
-checked before a checkpoint is written, so a checkpoint never holds a state that went non-finite.
+Metrics stay on the device until they are logged or a checkpoint is due; every step's metrics
+are checked before a checkpoint is written, so a checkpoint never holds a state that went NaN.
 metrics.jsonl and the TensorBoard events are flushed at every log step, so a running job can be
 followed and a killed one keeps what it logged. Console: one progress line per log step (losses,
 steps/s, ETA) and a one-line parameter summary (the full table goes to WORKDIR/parameters.txt).
@@ -43,7 +42,7 @@ from meta_align_jax import checkpoint as checkpoint_lib
 from meta_align_jax import determinism
 from meta_align_jax.fast import execution as execution_lib
 from meta_align_jax import evaluate as evaluate_lib
-from meta_align_jax import parallel, validation, workdir_lock
+from meta_align_jax import parallel, selection, validation, workdir_lock
 from meta_align_jax import train_step as train_step_lib
 from meta_align_jax.io import METRICS_FILE
 from meta_align_jax.jsonl_writer import JsonlWriter
@@ -60,10 +59,11 @@ class RunResult:
   num_steps: int
   stopped_by: int | None = None   # signal number (SIGTERM, SIGINT) or None
   eval_results: dict | None = None
+  early_stopped: bool = False     # stopped by config.train.patience (finished)
 
   @property
   def finished(self) -> bool:
-    return self.stopped_by is None and self.step >= self.num_steps
+    return self.stopped_by is None and (self.early_stopped or self.step >= self.num_steps)
 
 
 # --------------------------------------------------------------------------- checks
@@ -293,28 +293,31 @@ def train(config, workdir: str, *, data=None) -> RunResult:
 
 
 def _train(config, workdir, model, data, *, jit_cache: dict) -> RunResult:
-  val = None
-  if config.train.eval_every:
-    val = evaluate_lib.FewShotEvaluator(config, model, data, split='val', workdir=workdir,
-                                        num_episodes=config.train.val_episodes,
-                                        jit_cache=jit_cache)
+  val = selection.make_selector(config, model, data, workdir=workdir, jit_cache=jit_cache)
   manager = checkpoint_lib.make_manager(workdir, config)
   state, manager = _initial_state(manager, config, model, workdir)
   start = int(state.step)
+  stopped_at = selection.early_stopped(workdir)
+  if stopped_at is not None:   # stopped on patience earlier: finished
+    checkpoint_lib.close_manager(manager)
+    logging.info('Stopped on config.train.patience at step %d earlier; finished.', stopped_at)
+    return RunResult(step=stopped_at, num_steps=int(config.train.num_steps), early_stopped=True)
+  history = selection.History(workdir, start)
   train_iter = data.make_train_iterator(config, start_step=start, workdir=workdir)
   _log_setup(config, model, state.params, workdir)
   writer = make_writer(workdir, resume_step=start)
   # config.json describes the workdir's checkpoints: it is replaced only when this run saves one.
   write_config = lambda: checkpoint_lib.write_config(workdir, config)
   try:
-    return _loop(config, model, state, train_iter, manager, writer, val, write_config)
+    return _loop(config, model, state, train_iter, manager, writer, val, write_config, history)
   finally:
     checkpoint_lib.close_manager(manager)
     writer.flush()
     writer.close()
 
 
-def _loop(config, model, state, train_iter, manager, writer, val, write_config) -> RunResult:
+def _loop(config, model, state, train_iter, manager, writer, val, write_config,
+          history=None) -> RunResult:
   t = config.train
   num_steps, start = int(t.num_steps), int(state.step)
   step_fn = train_step_lib.make_train_step(config, model)
@@ -353,13 +356,20 @@ def _loop(config, model, state, train_iter, manager, writer, val, write_config) 
           scores = val(host.params)
           writer.write_scalars(step, evaluate_lib.flat_scalars(scores, 'val'))
           writer.flush()
-          logging.info('Step %d: meta-val accuracy %.4f +/- %.4f', step,
-                       scores['accuracy_mean'], scores['accuracy_ci95'])
-          metrics = {checkpoint_lib.VAL_METRIC: scores['accuracy_mean']}
+          logging.info('Step %d: selection (%s) %s', step, selection.select_mode(config),
+                       selection.describe(scores))
+          metrics = {checkpoint_lib.VAL_METRIC: scores['selection_score']}
+          if history is not None:
+            history.add(step, scores['selection_score'])
         if not config_written:
           write_config()
           config_written = True
         checkpoint_lib.save(manager, host, metrics=metrics)
+        if validate and history is not None and history.should_stop(t.get('patience', 0)):
+          history.mark_stopped(step)
+          logging.info('Step %d: no better selection score in %d validations '
+                       '(config.train.patience); stopping.', step, t.patience)
+          return RunResult(step=step, num_steps=num_steps, early_stopped=True)
       if stopping:   # (a signal that came later in this iteration stops the next one)
         logging.warning('Stopped by %s at step %d; checkpoint saved in %s.',
                         signal.Signals(stop.signum).name, step, manager.directory)
@@ -383,6 +393,8 @@ def train_and_evaluate(config, workdir: str, *, data=None, checkpoint='best') ->
                                               workdir=workdir, jit_cache=jit_cache)
     result = _train(config, workdir, model, data, jit_cache=jit_cache)
     if result.finished:
+      if checkpoint == 'best':   # select='final': the last step, a fixed step count
+        checkpoint = selection.checkpoint_to_evaluate(config)
       result.eval_results = evaluate_lib.evaluate(config, workdir, checkpoint=checkpoint,
                                                   data=data, evaluators=evaluators)
   return result

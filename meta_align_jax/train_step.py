@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from meta_align_jax import augment, losses, parallel, validation
+from meta_align_jax import augment, losses, parallel, ssl, validation
 from meta_align_jax.fast import execution as execution_lib
 from meta_align_jax.fast.execution import Execution
 from meta_align_jax.fast.task_batching import over_episodes, over_tasks
@@ -81,7 +81,6 @@ def _param_groups(config) -> tuple[str, ...]:
 
 def task_gradient(config, model, params, task, rng, *, execution: Execution | None = None):
   """Meta-gradient plus weighted alignment gradient of one task, and its metrics."""
-  del rng   # no stochastic layers yet; kept so research code can add them without API changes
   ex = execution or model.execution
   meta_on = tuple(config.task.meta_on)
   groups = _param_groups(config)
@@ -106,6 +105,11 @@ def task_gradient(config, model, params, task, rng, *, execution: Execution | No
     metrics['loss'] = metrics['meta_loss'] + config.align.weight * metrics['align_loss']
   else:
     metrics['loss'] = metrics['meta_loss']
+  if ssl.enabled(config):   # self-supervised target loss on the unlabelled clips (ssl.py)
+    g, m = ssl.ssl_gradient(model, config.ssl, params, task['align'], rng)
+    grads = jax.tree.map(lambda a, b: a + config.ssl.weight * b, grads, g)
+    metrics.update(m)
+    metrics['loss'] = metrics['loss'] + config.ssl.weight * m['ssl_loss']
   return grads, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
 
 

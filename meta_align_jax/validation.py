@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from meta_align_jax import augment, losses, parallel
+from meta_align_jax import augment, losses, lowres, parallel, ssl
 from meta_align_jax.fast import execution
 from meta_align_jax.feeds import gather_mode
 from meta_align_jax.meta import learners
@@ -58,6 +58,7 @@ def check_config(config) -> None:
     _positive(config.eval[name], f'config.eval.{name}')
   _positive(config.eval.inner_steps, 'config.eval.inner_steps', allow_zero=True)
   _choice(config.optim.name, ('adam', 'adamw', 'sgd', 'momentum'), 'config.optim.name')
+  check_protocol(config)
   execution.check(config)   # its fields only; `auto` is resolved once, by build_model
   gather_mode.check_config(config)
 
@@ -89,6 +90,29 @@ def check_modalities(config) -> None:
                      'is; set config.model.shared_encoder=False.')
 
 
+SELECT = ('target_val', 'source_val', 'align_val', 'final')
+
+
+def check_protocol(config) -> None:
+  """config.lowres, config.train.select / patience, config.eval.report_both."""
+  lowres.check(config)
+  ssl.check(config)
+  t = config.train
+  select = t.get('select', 'target_val')
+  _choice(select, SELECT, 'config.train.select')
+  _positive(t.get('patience', 0), 'config.train.patience', allow_zero=True)
+  if t.get('patience', 0) and (select == 'final' or not t.eval_every):
+    raise ValueError(f'config.train.patience={t.patience} needs a validation criterion: set '
+                     f"config.train.select to 'target_val'/'source_val'/'align_val' and "
+                     f'config.train.eval_every > 0.')
+  if lowres.enabled(config) and select == 'target_val' and not config.lowres.get('oracle', False):
+    raise ValueError("config.train.select='target_val' reads target meta-val labels, which the "
+                     "low-resource protocol (config.lowres.enabled) withholds from every method "
+                     "but the oracle: use 'source_val', 'align_val' or 'final' (or "
+                     "config.lowres.oracle=True for the oracle).")
+  lowres.check_applied(config)
+
+
 def check_target_train_classes(config, num_train: int) -> int:
   """How many meta-train classes have labelled target data; raises on a value that cannot work.
 
@@ -111,7 +135,8 @@ def check_target_train_classes(config, num_train: int) -> int:
   needs = []
   if 'target' in tuple(config.task.meta_on):
     needs.append(('config.task.ways', config.task.ways, 'target training tasks'))
-  if config.align.enabled and config.align.classes == 'train':
+  if (config.align.enabled and config.align.classes == 'train'
+      and not lowres.unlabelled_strong_pairs(config)):   # those pairs use every class, unlabelled
     needs.append(('config.align.ways', config.align.ways, 'alignment batches'))
   for field, ways, what in needs:
     if value < ways:

@@ -14,6 +14,14 @@ _ALL = _CORE + ('meta_align_zh', 'supervised_ft', 'supervised_align', 'align_onl
 # 600 fixed meta-test episodes.
 # 2 tasks per step; evaluation in chunks of 5 episodes (an unrolled chunk of 50 fine-tuning
 # episodes takes minutes to compile on XLA:CPU, 5 take ~20 s and run at ~0.1 s per episode).
+_STUDY_TASKS = ('image_audio', 'text_image')
+_STUDY_METHODS = ('lr_meta_align', 'lr_meta_align_triplet', 'lr_meta_align_weak',
+                  'lr_target_only', 'lr_no_align', 'lr_supervised_align', 'lr_pseudo_labels',
+                  'lr_ssl_target')
+# Conv-4 / log-mel CNN scale: one run fits a device call on one GPU. Converged = the method's own
+# label-free criterion picks the checkpoint over the 3000 steps (the oracle stops on patience).
+_STUDY_SCALE = {'train.num_steps': 3000, 'train.eval_every': 250, 'train.checkpoint_every': 250,
+                'train.val_episodes': 200, 'eval.num_episodes': 600, 'train.log_every': 250}
 _CPU_SCALE = {'train.num_steps': 200, 'train.eval_every': 0, 'train.checkpoint_every': 200,
               'train.log_every': 20, 'task.tasks_per_device': 2, 'eval.num_episodes': 600,
               'eval.batch_episodes': 5}
@@ -144,4 +152,24 @@ GRIDS: dict[str, Grid] = {
                Cell(('image_audio', 'digits_fsdd'), ('shared_encoder',), shots=(1, 5, 10))),
         scale={'train.num_steps': 5000, 'train.eval_every': 500,
                'train.checkpoint_every': 500}),
+    # Issue 17 part 4, the converged study under the low-resource protocol (meta_align_jax/
+    # lowres.py), run from exported bundles on an accelerator (launch/study.py). The tasks are
+    # today's embedded ones until the v2 benchmark that passes the premise gate lands: point
+    # _STUDY_TASKS at those. The oracle runs without label noise (the clean upper bound).
+    'study_lowres': Grid(
+        description='Low-resource protocol: lr_* methods x 1/5 shots x target label noise '
+                    '0/20/40/60 % x 3 seeds; the oracle at noise 0.',
+        cells=(Cell(_STUDY_TASKS, _STUDY_METHODS, shots=(1, 5), noise=(0.0, 0.2, 0.4, 0.6)),
+               Cell(_STUDY_TASKS, ('lr_oracle',), shots=(1, 5)),
+               # A shared encoder needs convolutional encoders on both sides.
+               Cell(('image_audio',), ('lr_shared_encoder',), shots=(1, 5),
+                    noise=(0.0, 0.2, 0.4, 0.6))),
+        scale=_STUDY_SCALE),
+    # The study runner's end-to-end check (tests/test_study.py shrinks it further).
+    'study_smoke': Grid(
+        description='2 methods x 1 seed of study_lowres at a few steps.',
+        cells=(Cell(('image_audio',), ('lr_meta_align', 'lr_target_only')),), seeds=(0,),
+        scale={**_STUDY_SCALE, 'train.num_steps': 20, 'train.eval_every': 10,
+               'train.checkpoint_every': 10, 'train.val_episodes': 10,
+               'eval.num_episodes': 20}),
 }

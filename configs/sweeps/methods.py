@@ -91,3 +91,78 @@ METHODS: dict[str, Method] = {
                      {'task.meta_on': ('target',), 'align.enabled': False,
                       'data.target_train_shots': 20}, finalize=_target_tasks),
 }
+
+# --- The low-resource protocol (issue 17; meta_align_jax/lowres.py). Every lr_* method sees the
+# same labelled target set (config.lowres: 5 meta-train classes x 5 examples by default), selects
+# its checkpoint without target labels (train.select, fixed here, before any test run) and reports
+# prototypes and fine-tuning (eval.report_both); eval.method is its primary protocol, fixed here.
+_LR = {'lowres.enabled': True, 'eval.report_both': True}
+ORACLE_STEPS_FACTOR = 4   # the oracle may train this many times the grid's steps (patience stops it)
+
+
+def _oracle(config) -> None:
+  """Target tasks from the labelled data, and a step budget the oracle's patience can end."""
+  _target_tasks(config)
+  config.train.num_steps = ORACLE_STEPS_FACTOR * int(config.train.num_steps)
+
+_LR_STRONG = {**_LR, 'lowres.pairs': 'strong', 'align.loss': 'infonce', 'train.select': 'align_val'}
+_BOTH = ('source', 'target')
+
+METHODS.update({
+    'lr_meta_align': Method('ours', 'meta-alignment under the protocol: Reptile on source tasks '
+                            'and on the labelled target set, InfoNCE on strong pairs over all '
+                            'meta-train classes (target labels withheld); selected on meta-val '
+                            'pair InfoNCE', {**_LR_STRONG, 'task.meta_on': _BOTH},
+                            finalize=_target_tasks),
+    'lr_meta_align_triplet': Method('ours', 'lr_meta_align with the prototype triplet loss on '
+                                    'the strong pairs (grouped by their source class)',
+                                    {**_LR_STRONG, 'task.meta_on': _BOTH,
+                                     'align.loss': 'proto_triplet'}, finalize=_target_tasks),
+    'lr_meta_align_weak': Method('ours', 'meta-alignment with weak (same-label) pairs, which are '
+                                 'labels: drawn from the labelled set only; selected on source '
+                                 'meta-val', {**_LR, 'lowres.pairs': 'weak',
+                                              'train.select': 'source_val',
+                                              'task.meta_on': _BOTH}, finalize=_target_tasks),
+    'lr_target_only': Method('baseline', 'Reptile on the labelled target set only (no source, '
+                             'no pairs); a fixed step count (no label-free criterion exists)',
+                             {**_LR, 'lowres.pairs': 'none', 'train.select': 'final',
+                              'task.meta_on': ('target',)}, finalize=_target_tasks),
+    'lr_no_align': Method('baseline', 'Reptile on source tasks and the labelled target set, no '
+                          'alignment; selected on source meta-val',
+                          {**_LR, 'lowres.pairs': 'none', 'train.select': 'source_val',
+                           'task.meta_on': _BOTH}, finalize=_target_tasks),
+    'lr_supervised_align': Method('baseline', 'supervised (global classifier) training on source '
+                                  'classes and the labelled set + InfoNCE on strong pairs; no '
+                                  'meta-learning', {**_LR_STRONG, 'meta.learner': 'supervised',
+                                                    'task.meta_on': _BOTH},
+                                  finalize=lambda c: (_target_tasks(c), _global_classes(c))),
+    'lr_shared_encoder': Method('ablation', 'lr_meta_align with one shared Conv-4 behind '
+                                'per-modality first blocks (model.shared_encoder)',
+                                {**_LR_STRONG, 'task.meta_on': _BOTH,
+                                 'model.shared_encoder': True}, finalize=_target_tasks),
+    'lr_pseudo_labels': Method('baseline', 'pseudo-labels: target-only Reptile on the target '
+                               'clips of strong pairs labelled with their pair\'s source class '
+                               '(an ideal source classifier: the pairs\' source sides are its '
+                               'training examples) plus the labelled set; fixed step count',
+                               {**_LR, 'lowres.pairs': 'none', 'lowres.pseudo_labels': True,
+                                'train.select': 'final', 'task.meta_on': ('target',)},
+                               finalize=_target_tasks),
+    'lr_ssl_target': Method('baseline', 'self-supervised target training: SimCLR-style InfoNCE '
+                            'between two augmentations of the strong pairs\' unlabelled target '
+                            'clips (ssl.py), jointly with Reptile on the labelled target set; the '
+                            'cross-modal alignment weighted 0; fixed step count',
+                            {**_LR, 'lowres.pairs': 'strong', 'align.loss': 'infonce',
+                             'align.weight': 0.0, 'ssl.enabled': True, 'train.select': 'final',
+                             'task.meta_on': ('target',)}, finalize=_target_tasks),
+    # The upper bound: every meta-train class with all its target examples labelled (20 per class
+    # in synthetic_concepts), trained until target meta-val stops improving, within 4x the grid's
+    # steps (the oracle alone may read target meta-val labels).
+    'lr_oracle': Method('oracle', 'target-only Reptile with all target labels of all meta-train '
+                        'classes, selected on target meta-val, stopped after 5 validations '
+                        'without improvement (up to 4x the grid\'s steps)', {**_LR, 'lowres.pairs': 'none',
+                                                'lowres.labelled_classes': 0,
+                                                'lowres.labelled_shots': 20, 'lowres.oracle': True,
+                                                'train.select': 'target_val', 'train.patience': 5,
+                                                'task.meta_on': ('target',)},
+                        finalize=_oracle),
+})

@@ -29,6 +29,7 @@ from meta_align_jax.data.evaluation import make_retrieval_set
 from meta_align_jax.data.loading import load_modality
 from meta_align_jax.data.loading import load_sources
 from meta_align_jax.data.loading import ModalityData
+from meta_align_jax.data.selection import make_selection_data
 from meta_align_jax.data.loading import Sources
 from meta_align_jax.data.splits import make_splits
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax
 
+from meta_align_jax.data import lowres
 from meta_align_jax.data import noise
 from meta_align_jax.data.sampling import ClassTable
 
@@ -66,7 +67,8 @@ def check_target_train_classes(config, num_train: int) -> int:
   needs = []
   if 'target' in tuple(config.task.meta_on):
     needs.append(('config.task.ways', config.task.ways, 'target training tasks'))
-  if config.align.enabled and config.align.classes == 'train':
+  unlabelled = lowres.unlabelled_strong_pairs(config)   # pairs over all classes, unlabelled
+  if config.align.enabled and config.align.classes == 'train' and not unlabelled:
     needs.append(('config.align.ways', config.align.ways, 'alignment batches'))
   for field, ways, what in needs:
     if value < ways:

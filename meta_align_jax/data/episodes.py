@@ -37,6 +37,7 @@ import numpy as np
 
 from meta_align_jax import io
 from meta_align_jax.data import checks
+from meta_align_jax.data import lowres as lowres_data
 from meta_align_jax.data import sampling
 from meta_align_jax.data import splits as splits_lib
 from meta_align_jax.data import tasks
@@ -72,6 +73,22 @@ def _strong_pairs(source: ModalityData, target: ModalityData, target_groups: lis
                        f'example_id with its target training examples.')
     groups.append(np.arange(start, len(pair_source)))
   return (np.asarray(pair_source, np.int32), np.asarray(pair_target, np.int32), groups)
+
+
+def _unlabelled_align_pools(config, sources: Sources, names: list[str]) -> tasks.AlignPools:
+  """Strong pairs of every class in `names`, grouped by the source class; the target side is
+  found by example_id and its label is never read (`data/lowres.py`)."""
+  s = sources.source
+  pair_source, pair_target, groups = lowres_data.unlabelled_pairs(
+      s.label, s.example_id, s.class_names, names, sources.target.example_id, seed=config.seed,
+      per_class=int(config.lowres.get('pair_instances', 0)))
+  table = ClassTable.build(groups, names)
+  checks.check_few_shot(table, ways=config.align.ways, per_class=1, ways_field='align.ways',
+                        per_class_fields='', what='the meta-train classes of strong pairs')
+  # Rows are source classes: a noisy pair's swapped target comes from another source class's pairs.
+  return tasks.AlignPools(target=ClassTable.build([pair_target[g] for g in groups], names),
+                          pairs=table, pair_source=tf.constant(pair_source),
+                          pair_target=tf.constant(pair_target))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,11 +133,15 @@ def build_train_pools(config, sources: Sources, splits: dict[str, list[str]], *,
   checks.check_target_train_classes(config, len(train))
   target_classes = splits_lib.target_train_classes(
       train, int(config.data.get('target_train_classes', 0)), config.seed)
+  unlabelled = config.align.enabled and lowres_data.unlabelled_strong_pairs(config)
   align_names = []
-  if config.align.enabled:
+  if unlabelled:   # strong pairs over every meta-train class, drawn by their source class
+    align_names = sorted(train)
+  elif config.align.enabled:
     align_names = sorted(n for s in checks.ALIGN_CLASSES[config.align.classes]
                          for n in (target_classes if s == 'train' else splits[s]))
-  subset_names = sorted(set(align_names) | (set(target_classes) if meta_on_target else set()))
+  subset_names = sorted((set() if unlabelled else set(align_names))
+                        | (set(target_classes) if meta_on_target else set()))
   subset = splits_lib.target_subset(sources.target, subset_names, config.data.target_train_shots,
                                     config.seed)
 
@@ -133,8 +154,22 @@ def build_train_pools(config, sources: Sources, splits: dict[str, list[str]], *,
                           per_class_fields='config.task.shots + config.task.queries',
                           what=f'the meta-train split of {src_name}')
   target_tasks = target_labels = None
-  if meta_on_target:
+  if meta_on_target and lowres_data.pseudo_labels(config):
+    # Target clips labelled through their strong pair: the pair's source class (what a source
+    # classifier right on its own training examples gives), plus the labelled set.
+    target_classes = sorted(train)
+    s = sources.source
+    pair_source, pair_target, groups = lowres_data.unlabelled_pairs(
+        s.label, s.example_id, s.class_names, target_classes, sources.target.example_id,
+        seed=config.seed, per_class=int(config.lowres.get('pair_instances', 0)),
+        what='lowres.pseudo_labels')
+    del pair_source
+    target_tasks = ClassTable.build(
+        [np.union1d(pair_target[g], subset.get(n, np.zeros([0], np.int32))).astype(np.int32)
+         for n, g in zip(target_classes, groups)], target_classes)
+  elif meta_on_target:
     target_tasks = ClassTable.build([subset[n] for n in target_classes], target_classes)
+  if meta_on_target:
     row_in_train = {n: i for i, n in enumerate(train)}
     target_labels = tf.constant([row_in_train[n] for n in target_classes], tf.int32)
     checks.check_few_shot(
@@ -143,7 +178,9 @@ def build_train_pools(config, sources: Sources, splits: dict[str, list[str]], *,
         what=f'the target training subset (config.data.target_train_shots) of {tgt_name}')
 
   align = None
-  if config.align.enabled:
+  if unlabelled:
+    align = _unlabelled_align_pools(config, sources, align_names)
+  elif config.align.enabled:
     target_groups = [subset[n] for n in align_names]
     what = (f'the alignment classes (config.align.classes={config.align.classes!r}) of '
             f'{src_name} -> {tgt_name}')

@@ -20,6 +20,7 @@ from meta_align_jax.data import convert
 from meta_align_jax.data import episodes as episodes_lib
 from meta_align_jax.data import evaluation
 from meta_align_jax.data import loading
+from meta_align_jax.data import selection
 from meta_align_jax.data.loading import ModalityData, Sources
 from meta_align_jax.data.tfsetup import configure
 
@@ -119,6 +120,8 @@ def export_bundle(config, path: str, *, steps: int, raw_sources: Sources | None 
     e = evaluation.eval_episodes(config, split, num, sources=sources)
     for k in _EPISODE_FIELDS:
       arrays[f'episodes.{split}.{k}'] = getattr(e, k)
+  for k, v in selection.selection_indices(config, sources).items():
+    arrays[f'selection.{k}'] = v
   if config.eval.retrieval:
     for k, v in evaluation.retrieval_indices(config, config.eval.split, sources=sources).items():
       arrays[f'retrieval.{config.eval.split}.{k}'] = v

@@ -107,7 +107,7 @@ class ExportedData:
     """Raises ValueError naming every field in which `config` disagrees with the bundle."""
     saved, mine = self.meta['data_fields'], io.bundle_fields(config)
     diffs = [f'config.{k}={mine.get(k)!r} (bundle: {saved.get(k)!r})'
-             for k in io.BUNDLE_FIELDS if mine.get(k) != saved.get(k)]
+             for k in sorted(set(saved) | set(mine)) if mine.get(k) != saved.get(k)]
     if tasks_per_step(config) != self.meta['tasks_per_step']:
       diffs.append(f'tasks per step = devices x config.task.tasks_per_device = '
                    f'{tasks_per_step(config)} (bundle: {self.meta["tasks_per_step"]})')
@@ -196,3 +196,23 @@ class ExportedData:
     return {'source_x': self._side_inputs('source')[self._arrays[key + 'source_idx']],
             'target_x': self._side_inputs('target')[self._arrays[key + 'target_idx']],
             'y': self._arrays[key + 'y']}
+
+  def make_selection_data(self, config) -> dict:
+    """The checkpoint-selection data the bundle holds (`data/selection.py`; no target label)."""
+    self.check_config(config)
+    indices = {k[len('selection.'):]: v for k, v in self._arrays.items()
+               if k.startswith('selection.')}
+    select = config.train.get('select', 'target_val')
+    if select in ('source_val', 'align_val') and not any(k.startswith(select) for k in indices):
+      raise ValueError(f'{self.path} holds no {select!r} selection data: export it again with '
+                       f'config.train.select={select!r}.')
+    out = {}
+    if 'source_val.support_idx' in indices:
+      x = self._side_inputs('source')
+      out['source_val'] = {part: {'x': x[indices[f'source_val.{part}_idx']],
+                                  'y': indices[f'source_val.{part}_y']}
+                           for part in ('support', 'query')}
+    if 'align_val.source_idx' in indices:
+      out['align_val'] = {'source_x': self._side_inputs('source')[indices['align_val.source_idx']],
+                          'target_x': self._side_inputs('target')[indices['align_val.target_idx']]}
+    return out

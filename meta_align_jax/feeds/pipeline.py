@@ -62,3 +62,7 @@ class Pipeline:
 
   def make_retrieval_set(self, config, split: str, **kwargs) -> dict:
     return _data().make_retrieval_set(config, split, sources=self.sources, **kwargs)
+
+  def make_selection_data(self, config) -> dict:
+    """Checkpoint-selection data without target labels (`data/selection.py`)."""
+    return _data().make_selection_data(config, sources=self.sources)

@@ -33,6 +33,7 @@ from typing import Callable, Iterable
 from configs.sweeps.grids import GRIDS
 from configs.sweeps.methods import METHODS
 from configs.sweeps.tasks import TASKS
+from meta_align_jax import lowres
 from meta_align_jax.io import EPISODES_FILE, RESULTS_FILE  # noqa: F401  (a finished run's files)
 from meta_align_jax.lab.spec import ERROR_FILE, LOCK_FILE, LOG_FILE, RUN_FILE
 from meta_align_jax.lab.spec import Cell, Grid, Method  # noqa: F401  (the tables' types)
@@ -136,6 +137,7 @@ def build_config(spec: RunSpec):
   config.data.target_noise = config.data.align_noise = spec.noise
   for k, v in spec.overrides:
     set_field(config, k, v)
+  lowres.apply(config)   # the low-resource protocol's derived fields (no-op when off)
   if method.finalize is not None:
     method.finalize(config)
   return config
@@ -147,7 +149,7 @@ def is_finished(workdir: str) -> bool:
 
 def run_one(spec: RunSpec, workdir: str) -> dict:
   """Trains and evaluates one run in `workdir` (resuming); returns its eval results."""
-  from meta_align_jax import evaluate, train  # pylint: disable=g-import-not-at-top
+  from meta_align_jax import evaluate, selection, train  # pylint: disable=g-import-not-at-top
   config = build_config(spec)
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, RUN_FILE), 'w') as f:
@@ -157,7 +159,7 @@ def run_one(spec: RunSpec, workdir: str) -> dict:
     raise RuntimeError(f'Training of {workdir} stopped at step {result.step} (signal '
                        f'{result.stopped_by}); run the sweep again to resume.')
   # Writes episode_accuracies.npy (EPISODES_FILE), then eval_results.json: a finished run has both.
-  return evaluate.evaluate(config, workdir, checkpoint='best')
+  return evaluate.evaluate(config, workdir, checkpoint=selection.checkpoint_to_evaluate(config))
 
 
 def _main_one(argv: list[str]) -> None:
