@@ -12,8 +12,6 @@ the same for every method (mirrored in config.data.target_train_classes / target
   python launch/run.py --config configs/text_image_v2.py --workdir runs/text_image_v2
 """
 
-import ml_collections
-
 from configs import default
 
 
@@ -24,7 +22,6 @@ def get_config():
   c.data.source_dataset = c.data.target_dataset = 'synthetic_concepts/v2'
   c.data.source_feature, c.data.target_feature = 'text', 'image'
   c.model.hidden = 64
-  c.lowres = ml_collections.ConfigDict()
   c.lowres.labelled_classes = 5        # meta-train classes with labelled target examples
   c.lowres.labelled_shots = 5          # labelled target examples per such class
   c.data.target_train_classes = c.lowres.labelled_classes

@@ -27,7 +27,8 @@ _SHOTS = flags.DEFINE_list('shots', None, "export: only these of the grid's shot
 _NOISE = flags.DEFINE_list('noise', None, "export: only these of the grid's noise rates.")
 _SET = flags.DEFINE_multi_string('set', [], 'export: config override of every run: field=value.')
 _BUDGET = flags.DEFINE_float('budget_s', 0, 'run: stop (resumably) after this many seconds; 0: none.')
-_SLOTS = flags.DEFINE_integer('slots', 1, 'run: runs at once, one GPU each.')
+_SLOTS = flags.DEFINE_integer('slots', 1, 'run: runs at once, one GPU each (see --slots_per_gpu).')
+_SLOTS_PER_GPU = flags.DEFINE_integer('slots_per_gpu', 1, 'run: runs sharing one GPU.')
 _ONLY = flags.DEFINE_string('only', '', 'run: only runs whose path contains this.')
 _DEST = flags.DEFINE_string('dest', None, 'collect: where to copy the result files.')
 _OUT = flags.DEFINE_string('out', 'docs/results/claim', 'claim: output folder.')
@@ -58,7 +59,7 @@ def main(argv):
       raise app.UsageError('No run left after --tasks/--methods/--shots/--noise.')
     study.export_study(specs, _STUDY.value, grid=_GRID.value)
   elif cmd == 'run':
-    status = study.run_study(_STUDY.value, budget_s=_BUDGET.value, slots=_SLOTS.value,
+    status = study.run_study(_STUDY.value, budget_s=_BUDGET.value, slots=_SLOTS.value, slots_per_gpu=_SLOTS_PER_GPU.value,
                              only=_ONLY.value)
     if status['failed']:
       sys.exit(1)

@@ -14,7 +14,7 @@ _ALL = _CORE + ('meta_align_zh', 'supervised_ft', 'supervised_align', 'align_onl
 # 600 fixed meta-test episodes.
 # 2 tasks per step; evaluation in chunks of 5 episodes (an unrolled chunk of 50 fine-tuning
 # episodes takes minutes to compile on XLA:CPU, 5 take ~20 s and run at ~0.1 s per episode).
-_STUDY_TASKS = ('image_audio', 'text_image')
+_STUDY_TASKS = ('text_audio_v2', 'text_image_v2')   # the tasks that pass the premise gate
 _STUDY_METHODS = ('lr_meta_align', 'lr_meta_align_triplet', 'lr_meta_align_weak',
                   'lr_target_only', 'lr_no_align', 'lr_supervised_align', 'lr_pseudo_labels',
                   'lr_ssl_target')
@@ -153,9 +153,8 @@ GRIDS: dict[str, Grid] = {
         scale={'train.num_steps': 5000, 'train.eval_every': 500,
                'train.checkpoint_every': 500}),
     # Issue 17 part 4, the converged study under the low-resource protocol (meta_align_jax/
-    # lowres.py), run from exported bundles on an accelerator (launch/study.py). The tasks are
-    # today's embedded ones until the v2 benchmark that passes the premise gate lands: point
-    # _STUDY_TASKS at those. The oracle runs without label noise (the clean upper bound).
+    # lowres.py), run from exported bundles on an accelerator (launch/study.py), on the v2 tasks
+    # that pass the premise gate. The oracle runs without label noise (the clean upper bound).
     'study_lowres': Grid(
         description='Low-resource protocol: lr_* methods x 1/5 shots x target label noise '
                     '0/20/40/60 % x 3 seeds; the oracle at noise 0.',
@@ -164,6 +163,13 @@ GRIDS: dict[str, Grid] = {
                # A shared encoder needs convolutional encoders on both sides.
                Cell(('image_audio',), ('lr_shared_encoder',), shots=(1, 5),
                     noise=(0.0, 0.2, 0.4, 0.6))),
+        scale=_STUDY_SCALE),
+    # Its first slice: 1-shot, clean labels, the core methods and the oracle.
+    'study_lowres_core': Grid(
+        description='study_lowres, 1-shot, no noise: meta-alignment (strong pairs), target-only, '
+                    'no alignment, pseudo-labels and the oracle.',
+        cells=(Cell(_STUDY_TASKS, ('lr_meta_align', 'lr_target_only', 'lr_no_align',
+                                   'lr_pseudo_labels', 'lr_oracle')),),
         scale=_STUDY_SCALE),
     # The study runner's end-to-end check (tests/test_study.py shrinks it further).
     'study_smoke': Grid(

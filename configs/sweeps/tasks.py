@@ -9,6 +9,9 @@ TASKS: dict[str, tuple[str, dict]] = {
     'text_image': ('configs/text_image.py', {}),
     'text_speech': ('configs/text_speech.py', {}),
     'digits_fsdd': ('configs/digits_fsdd.py', {'data.manual_dir': '../shared/data/fsdd'}),
+    # Embedded benchmark v2: the two tasks that pass the premise gate (docs/results/premise.md).
+    'text_audio_v2': ('configs/text_audio_v2.py', {}),
+    'text_image_v2': ('configs/text_image_v2.py', {}),
     # Diagnostics of image_audio: 2 target examples per meta-train class instead of 5, and the
     # reverse direction (audio, the easier modality here, as the source).
     'image_audio_tts2': ('configs/image_audio.py', {'data.target_train_shots': 2}),

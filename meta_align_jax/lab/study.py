@@ -117,9 +117,15 @@ def run_one(study: str, relpath: str) -> dict:
 
 
 def run_study(study: str, *, budget_s: float = 0, slots: int = 1, only: str = '',
-              log: Callable[[str], None] = print, env: dict | None = None) -> dict[str, list]:
+              slots_per_gpu: int = 1, log: Callable[[str], None] = print,
+              env: dict | None = None) -> dict[str, list]:
   """Runs the unfinished runs of `study` (`slots` at a time) within `budget_s` seconds (0: no
-  limit). At the budget, running runs get SIGTERM (they checkpoint and exit) and none starts."""
+  limit). At the budget, running runs get SIGTERM (they checkpoint and exit) and none starts.
+  Slot i runs on GPU i // slots_per_gpu: several small runs can share one GPU (their compiles,
+  on the host, then overlap; give each a share of the GPU's memory with
+  XLA_PYTHON_CLIENT_MEM_FRACTION)."""
+  if slots_per_gpu < 1:
+    raise ValueError(f'slots_per_gpu={slots_per_gpu}: use 1 or more.')
   t_start = time.time()
   runs = [r for r in load_study(study)['runs'] if only in r['relpath']]
   todo = [r for r in runs if not sweep.is_finished(run_dir(study, r))]
@@ -148,7 +154,7 @@ def run_study(study: str, *, budget_s: float = 0, slots: int = 1, only: str = ''
         os.remove(os.path.join(workdir, ERROR_FILE))
       proc_env = dict(base_env)
       if slots > 1:
-        proc_env['CUDA_VISIBLE_DEVICES'] = str(slot)
+        proc_env['CUDA_VISIBLE_DEVICES'] = str(slot // slots_per_gpu)
       logf = open(os.path.join(workdir, LOG_FILE), 'a')
       proc = subprocess.Popen([sys.executable, '-m', 'meta_align_jax.lab.study', study,
                                run['relpath']], stdout=logf, stderr=subprocess.STDOUT, cwd=repo,
