@@ -59,8 +59,8 @@ def main(argv):
       raise app.UsageError('No run left after --tasks/--methods/--shots/--noise.')
     study.export_study(specs, _STUDY.value, grid=_GRID.value)
   elif cmd == 'run':
-    status = study.run_study(_STUDY.value, budget_s=_BUDGET.value, slots=_SLOTS.value, slots_per_gpu=_SLOTS_PER_GPU.value,
-                             only=_ONLY.value)
+    status = study.run_study(_STUDY.value, budget_s=_BUDGET.value, slots=_SLOTS.value,
+                             slots_per_gpu=_SLOTS_PER_GPU.value, only=_ONLY.value)
     if status['failed']:
       sys.exit(1)
   elif cmd == 'collect':
