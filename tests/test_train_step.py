@@ -34,11 +34,10 @@ def _assert_trees_close(a, b, rtol=2e-4, atol=2e-6):
                                err_msg=jax.tree_util.keystr(path))
 
 
-@pytest.mark.parametrize('learner', ['reptile', 'maml'])
-def test_execution_strategies_give_the_same_update(learner):
+def _assert_strategies_agree(learner, strategies):
+  """One step under each (task_batching, inner_loop, map_batch_size): the same update."""
   results = {}
-  for tb, il, mbs in [('unroll', 'unroll', 0), ('vmap', 'scan', 0), ('map', 'scan', 0),
-                      ('map', 'unroll', 0), ('map', 'scan', 2)]:
+  for tb, il, mbs in strategies:
     c = tiny_config(**{'meta.learner': learner, 'execution.task_batching': tb,
                        'execution.inner_loop': il, 'execution.map_batch_size': mbs})
     results[(tb, il, mbs)] = _run(c, steps=1)
@@ -48,6 +47,19 @@ def test_execution_strategies_give_the_same_update(learner):
     for k in ref_metrics:
       np.testing.assert_allclose(metrics[k], ref_metrics[k], rtol=2e-4, atol=1e-6)
   assert int(ref_state.step) == 1
+
+
+@pytest.mark.parametrize('learner', ['reptile', 'maml'])
+def test_execution_strategies_give_the_same_update(learner):
+  _assert_strategies_agree(learner, [('vmap', 'scan', 0), ('map', 'scan', 0), ('map', 'scan', 2)])
+
+
+@pytest.mark.slow   # fully unrolled programs: over a minute of XLA:CPU compilation per learner
+@pytest.mark.parametrize('learner', ['reptile', 'maml'])
+def test_unrolled_execution_strategies_give_the_same_update(learner):
+  """Python loops over tasks and inner steps (the plain semantics) against the looped ones."""
+  _assert_strategies_agree(learner, [('unroll', 'unroll', 0), ('vmap', 'scan', 0),
+                                     ('map', 'unroll', 0)])
 
 
 @pytest.mark.parametrize('learner', ['reptile', 'maml'])
@@ -135,9 +147,10 @@ def test_learners_and_options_run_and_update_parameters():
       assert 'align_loss' in metrics
 
 
-@pytest.mark.parametrize('devices', [4, 8])
+@pytest.mark.parametrize('devices', [4, pytest.param(8, marks=pytest.mark.slow)])
 def test_pmap_on_fake_cpu_devices_equals_one_device(devices):
-  """8 global tasks: split over 4 devices (2 each) or 8 devices (1 each) vs one device."""
+  """8 global tasks: split over 4 devices (2 each) or 8 devices (1 each, slow: a second
+  subprocess compiling both programs again) vs one device."""
   per_device = 8 // devices
   script = textwrap.dedent("""
       import json, jax, numpy as np
