@@ -18,30 +18,37 @@ import pytest
 
 from meta_align_jax import (build_model, init_train_state, make_eval_step, make_train_step,
                             random_batch, random_episodes)
-from tests.test_train_step import _run
 from tests.tiny import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_learners_and_options_run_and_update_parameters():
-  for overrides in [{'meta.learner': 'fomaml'}, {'meta.learner': 'protonet'},
-                    {'meta.learner': 'supervised', 'model.num_global_classes': 6},
-                    {'align.mode': 'reptile', 'meta.inner_opt': 'adam'},
-                    {'align.loss': 'infonce', 'align.kind': 'strong'},
-                    {'task.meta_on': ('source', 'target')}, {'align.enabled': False},
-                    {'meta.adapt': 'head', 'meta.zero_head': True},
-                    {'model.compute_dtype': 'bfloat16'}, {'model.norm': 'task_batch'}]:
-    c = tiny_config(**overrides)
-    model = build_model(c)
-    state0 = init_train_state(c, model, jax.random.key(0))
-    state, metrics = _run(c, steps=1)
-    assert all(np.isfinite(float(v)) for v in metrics.values()), overrides
-    moved = sum(float(np.abs(np.asarray(a) - np.asarray(b)).sum())
-                for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(state0.params)))
-    assert moved > 0, overrides
-    if c.align.enabled:
-      assert 'align_loss' in metrics
+_SLOW = pytest.mark.slow   # each option compiles a train step of its own (~10 s of CPU)
+
+
+@pytest.mark.parametrize('overrides', [
+    {'meta.learner': 'fomaml'}, {'meta.learner': 'protonet'},
+    {'meta.learner': 'supervised', 'model.num_global_classes': 6},
+    {'align.mode': 'reptile', 'meta.inner_opt': 'adam'},
+    {'align.loss': 'infonce', 'align.kind': 'strong'},
+    pytest.param({'task.meta_on': ('source', 'target')}, marks=_SLOW),
+    pytest.param({'align.enabled': False}, marks=_SLOW),
+    pytest.param({'meta.adapt': 'head', 'meta.zero_head': True}, marks=_SLOW),
+    pytest.param({'model.compute_dtype': 'bfloat16'}, marks=_SLOW),
+    pytest.param({'model.norm': 'task_batch'}, marks=_SLOW),
+], ids=lambda o: ','.join(f'{k}={v}' for k, v in o.items()))
+def test_learners_and_options_run_and_update_parameters(overrides):
+  c = tiny_config(**overrides)
+  model = build_model(c)
+  state0 = init_train_state(c, model, jax.random.key(c.seed))
+  before = jax.device_get(state0.params)   # (a donating step may reuse state0's buffers)
+  state, metrics = make_train_step(c, model)(state0, random_batch(c, 0), jax.random.key(7))
+  assert all(np.isfinite(float(v)) for v in metrics.values()), overrides
+  moved = sum(float(np.abs(np.asarray(a) - np.asarray(b)).sum())
+              for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(before)))
+  assert moved > 0, overrides
+  if c.align.enabled:
+    assert 'align_loss' in metrics
 
 
 @pytest.mark.parametrize('devices', [4, pytest.param(8, marks=pytest.mark.slow)])
