@@ -57,7 +57,7 @@ def test_unrolled_execution_strategies_give_the_same_update(learner):
                                      ('map', 'unroll', 0)])
 
 
-@pytest.mark.parametrize('learner', ['reptile', 'maml'])
+@pytest.mark.parametrize('learner', ['reptile', pytest.param('maml', marks=pytest.mark.slow)])
 def test_partly_unrolled_inner_loop_gives_the_same_update(learner):
   """`execution.inner_unroll`: k inner steps per loop iteration (3 steps, k = 2 leaves a
   remainder), the same numbers as one step per iteration."""
