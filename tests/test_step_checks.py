@@ -87,6 +87,10 @@ def test_pmap_on_fake_cpu_devices_equals_one_device(devices):
   """).replace('{devices}', str(devices)).replace('{per_device}', str(per_device))
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
              JAX_PLATFORMS='cpu', PYTHONPATH=REPO)
+  # Fully optimized programs (tests/conftest.py turns most optimizations off elsewhere): after
+  # two Adam steps, round-off in near-zero gradients of the unoptimized pmap and jit programs
+  # grows past the tolerance.
+  env.pop('JAX_DISABLE_MOST_OPTIMIZATIONS', None)
   proc = subprocess.run([sys.executable, '-c', script], env=env, cwd=REPO, capture_output=True,
                         text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -40,7 +40,7 @@ def test_train_checkpoint_resume_eval(tmp_path, monkeypatch):
   run = train.train_and_evaluate(_config(), workdir, data=FakeData())
   assert run.finished and run.step == 6
   # Meta-val during training and meta-test after it shared one compiled evaluation step.
-  assert len(eval_steps) == 1 and eval_steps[0]._cache_size() == 1
+  assert len(eval_steps) == 1 and eval_steps[0].__wrapped__._cache_size() == 1   # (the jit)
   names = set(os.listdir(workdir))
   assert {'config.json', 'checkpoints', 'metrics.jsonl', 'eval_results.json'} <= names
   assert any(n.startswith('events.out.tfevents') for n in names)
