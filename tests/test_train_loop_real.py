@@ -3,7 +3,8 @@ embedded `synthetic_concepts` builder end to end, and `launch/run.py` (console o
 a read-only workdir). Skipped where the data package is not there.
 
 The loop's own tests (checkpoints, resume, guard rails, evaluation) on `FakeData` are
-`test_train_loop.py`. Run from the repository root: `python -m pytest tests/test_train_loop_real.py`.
+`test_train_loop.py`. Run from the repository root:
+`python -m pytest tests/test_train_loop_real.py`.
 """
 
 import functools
