@@ -1,7 +1,7 @@
 """Shared by the loop tests: `FakeData` (the data contract in memory), tiny configs, helpers.
 
 `FakeData`'s batch for step s is a pure function of (seed, s); it is passed to the library through
-its `data=` seam. `compilation_cache` is a module-scoped fixture to import into a test module.
+its `data=` seam. The persistent compilation cache is on for every test (tests/conftest.py).
 """
 
 import itertools
@@ -17,8 +17,6 @@ from meta_align_jax import checkpoint, parallel, train
 from tests.tiny import override
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 
 
 class FakeData:
@@ -101,23 +99,10 @@ class FakeData:
             'target_x': self._x(config, 'target', y, rng), 'y': y}
 
 
-@pytest.fixture(autouse=True, scope='module')
-def compilation_cache(request):
-  """A persistent XLA cache: most tests compile the same tiny steps; reruns reuse them too."""
-  path = str(request.config.cache.mkdir('jax_compilation_cache'))
-  old = {k: getattr(jax.config, k) for k in _CACHE_SETTINGS}
-  for k, v in _CACHE_SETTINGS.items():
-    jax.config.update(k, path if v is None else v)
-  os.environ['JAX_COMPILATION_CACHE_DIR'] = path   # for subprocesses
-  yield path
-  for k, v in old.items():
-    jax.config.update(k, v)
-  os.environ.pop('JAX_COMPILATION_CACHE_DIR', None)
-
-
-_CACHE_SETTINGS = {'jax_compilation_cache_dir': None,
-                   'jax_persistent_cache_min_compile_time_secs': 0.0,
-                   'jax_persistent_cache_min_entry_size_bytes': 0}
+@pytest.fixture
+def compilation_cache(compilation_cache_dir):
+  """The session's persistent XLA cache (tests/conftest.py); kept for the modules importing it."""
+  return compilation_cache_dir
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """First contact with `launch/run.py` (issue 19): help and --print_config without TensorFlow, and
 --mode eval that looks for the checkpoint before building any data.
 
-The full train -> eval -> read-only eval path through the CLI is `test_train_loop`'s
+The full train -> eval -> read-only eval path through the CLI is `test_train_loop_real`'s
 `test_cli_on_synthetic_concepts`.
 """
 

@@ -2,7 +2,9 @@
 
 Counts XLA backend compilations through `jax.monitoring` while steps 2 and 3 run on new
 batches (fresh host arrays each step, as the input pipeline gives them) and checks the jitted
-step's cache holds one entry. CPU, tiny config, seconds.
+step's cache holds one entry. A program loaded from the persistent compilation cache (which the
+tests share, tests/conftest.py) instead of compiled counts as a compilation too. CPU, tiny
+config, seconds.
 """
 
 import jax
@@ -14,9 +16,12 @@ from meta_align_jax import build_model, init_train_state, make_train_step, rando
 from tests.tiny import tiny_config
 
 _COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'
+_CACHE_HIT_EVENT = '/jax/compilation_cache/cache_hits'
 
 
 class _CompileCounter:
+  """Backend compilations and persistent-cache loads (each one is an executable made)."""
+
   def __init__(self):
     self.names = []
 
@@ -25,12 +30,18 @@ class _CompileCounter:
     if event == _COMPILE_EVENT:
       self.names.append(kwargs.get('fun_name', '?'))
 
+  def _event(self, event, **kwargs):
+    if event == _CACHE_HIT_EVENT:
+      self.names.append('cache hit')
+
   def __enter__(self):
     monitoring.register_event_duration_secs_listener(self)
+    monitoring.register_event_listener(self._event)
     return self
 
   def __exit__(self, *exc):
     monitoring.unregister_event_duration_listener(self)
+    monitoring.unregister_event_listener(self._event)
 
 
 @pytest.mark.parametrize('overrides', [

@@ -91,7 +91,7 @@ def test_auto_uses_gemm_convolutions_only_for_vmapped_tasks_on_an_accelerator():
 
 # Not 'task_batch': in this tiny config its target-side gradient is ill-conditioned (a 1e-6
 # relative change of the input changes it completely, with XLA's convolution alone).
-@pytest.mark.parametrize('norm', ['group', 'layer'])
+@pytest.mark.parametrize('norm', ['group', pytest.param('layer', marks=pytest.mark.slow)])
 def test_step_with_patch_convolutions_equals_xla_convolutions(norm):
   """The whole meta-alignment step (Conv-4 source, temporal-conv target): same update.
 

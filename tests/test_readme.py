@@ -5,9 +5,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow   # the default model's train step: over a minute of CPU to compile
 def test_readme_python_snippet_runs():
   with open(os.path.join(REPO, 'README.md')) as f:
     blocks = re.findall(r'```python\n(.*?)```', f.read(), re.S)
