@@ -17,6 +17,7 @@ import zipfile
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+import soundfile
 
 from meta_align_jax.data import features
 from meta_align_jax.data import registry
