@@ -12,18 +12,11 @@ the same for every method (mirrored in config.data.target_train_classes / target
   python launch/run.py --config configs/text_image_v2.py --workdir runs/text_image_v2
 """
 
-from configs import default
+from configs import text_audio_v2
 
 
 def get_config():
-  c = default.get_config()
-  c.source.modality, c.source.encoder, c.source.input_shape = 'text', 'lstm', (16,)
+  c = text_audio_v2.get_config()   # same source, dataset version and labelled set; image target
   c.target.modality, c.target.encoder, c.target.input_shape = 'image', 'conv4', (32, 32, 3)
-  c.data.source_dataset = c.data.target_dataset = 'synthetic_concepts/v2'
-  c.data.source_feature, c.data.target_feature = 'text', 'image'
-  c.model.hidden = 64
-  c.lowres.labelled_classes = 5        # meta-train classes with labelled target examples
-  c.lowres.labelled_shots = 5          # labelled target examples per such class
-  c.data.target_train_classes = c.lowres.labelled_classes
-  c.data.target_train_shots = c.lowres.labelled_shots
+  c.data.target_feature = 'image'
   return c

@@ -43,12 +43,10 @@ def main(argv):
     from meta_align_jax.lab import sweep  # pylint: disable=g-import-not-at-top
     if not _GRID.value:
       raise app.UsageError('export needs --grid.')
-    overrides = {}
-    for item in _SET.value:
-      key, sep, value = item.partition('=')
-      if not sep:
-        raise app.UsageError(f'--set {item!r}: use field=value.')
-      overrides[key] = sweep.parse_value(value)
+    try:
+      overrides = sweep.parse_overrides(_SET.value)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from e
     seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else None
     specs = [s for s in sweep.grid_runs(_GRID.value, seeds=seeds, overrides=overrides)
              if (not _TASKS.value or s.task in _TASKS.value)

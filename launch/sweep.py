@@ -53,12 +53,10 @@ def main(argv):
   if not _REPORT_ONLY.value:
     if not _GRID.value:
       raise app.UsageError('--grid is required (or --report_only).')
-    overrides = {}
-    for item in _SET.value:
-      key, sep, value = item.partition('=')
-      if not sep:
-        raise app.UsageError(f'--set {item!r}: use field=value.')
-      overrides[key] = sweep.parse_value(value)
+    try:
+      overrides = sweep.parse_overrides(_SET.value)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from e
     seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else None
     specs = sweep.grid_runs(_GRID.value, seeds=seeds, overrides=overrides)
     status = sweep.run_grid(specs, root, jobs=_JOBS.value, dry_run=_DRY_RUN.value)

@@ -113,37 +113,7 @@ def check_protocol(config) -> None:
   lowres.check_applied(config)
 
 
-def check_target_train_classes(config, num_train: int) -> int:
-  """How many meta-train classes have labelled target data; raises on a value that cannot work.
-
-  `config.data.target_train_classes` (0 = all `num_train`) must not exceed the meta-train classes
-  and must leave enough classes for the target's training uses: N-way target tasks (when
-  'target' is in config.task.meta_on) and alignment batches of config.align.ways classes (when
-  alignment draws from the meta-train classes only).
-  """
-  value = config.data.get('target_train_classes', 0)
-  if isinstance(value, bool) or int(value) != value or value < 0:
-    raise ValueError(f'config.data.target_train_classes={value!r} must be an integer >= 0 '
-                     f'(0: every meta-train class has labelled target data).')
-  value = int(value)
-  if value == 0:
-    return num_train
-  if value > num_train:
-    raise ValueError(f'config.data.target_train_classes={value} exceeds the {num_train} '
-                     f'meta-train classes (config.data.split_fractions='
-                     f'{tuple(config.data.split_fractions)}); use 0 for all of them.')
-  needs = []
-  if 'target' in tuple(config.task.meta_on):
-    needs.append(('config.task.ways', config.task.ways, 'target training tasks'))
-  if (config.align.enabled and config.align.classes == 'train'
-      and not lowres.unlabelled_strong_pairs(config)):   # those pairs use every class, unlabelled
-    needs.append(('config.align.ways', config.align.ways, 'alignment batches'))
-  for field, ways, what in needs:
-    if value < ways:
-      raise ValueError(f'config.data.target_train_classes={value} is smaller than {field}={ways}: '
-                       f'{what} draw {ways} distinct classes from the labelled target classes. '
-                       f'Raise it (0 = all meta-train classes) or lower {field}.')
-  return value
+check_target_train_classes = lowres.check_target_train_classes   # (one definition: lowres.py)
 
 
 def _lead(config) -> tuple[int, ...]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import jax
 
-from meta_align_jax.data import lowres
+from meta_align_jax import lowres
 from meta_align_jax.data import noise
 from meta_align_jax.data.sampling import ClassTable
 
@@ -44,38 +44,7 @@ def batch_layout(config, devices: int | None) -> tuple[int | None, int]:
   return devices, tasks
 
 
-def check_target_train_classes(config, num_train: int) -> int:
-  """How many meta-train classes have labelled target data; raises on a value that cannot work.
-
-  `config.data.target_train_classes` (0 = all `num_train`) must not exceed the meta-train classes
-  and must leave enough classes for the target's training uses: N-way target tasks (when
-  'target' is in config.task.meta_on) and alignment batches of config.align.ways classes (when
-  alignment draws from the meta-train classes only). (The training loop runs the same check,
-  `validation.check_target_train_classes`, before anything compiles.)
-  """
-  value = config.data.get('target_train_classes', 0)
-  if isinstance(value, bool) or int(value) != value or value < 0:
-    raise ValueError(f'config.data.target_train_classes={value!r} must be an integer >= 0 '
-                     f'(0: every meta-train class has labelled target data).')
-  value = int(value)
-  if value == 0:
-    return num_train
-  if value > num_train:
-    raise ValueError(f'config.data.target_train_classes={value} exceeds the {num_train} '
-                     f'meta-train classes (config.data.split_fractions='
-                     f'{tuple(config.data.split_fractions)}); use 0 for all of them.')
-  needs = []
-  if 'target' in tuple(config.task.meta_on):
-    needs.append(('config.task.ways', config.task.ways, 'target training tasks'))
-  unlabelled = lowres.unlabelled_strong_pairs(config)   # pairs over all classes, unlabelled
-  if config.align.enabled and config.align.classes == 'train' and not unlabelled:
-    needs.append(('config.align.ways', config.align.ways, 'alignment batches'))
-  for field, ways, what in needs:
-    if value < ways:
-      raise ValueError(f'config.data.target_train_classes={value} is smaller than {field}={ways}: '
-                       f'{what} draw {ways} distinct classes from the labelled target classes. '
-                       f'Raise it (0 = all meta-train classes) or lower {field}.')
-  return value
+check_target_train_classes = lowres.check_target_train_classes   # (one definition: lowres.py)
 
 
 def check_train_config(config) -> None:

@@ -14,26 +14,11 @@ import zlib
 
 import numpy as np
 
+# The config predicates are the protocol's own (meta_align_jax/lowres.py imports nothing of the
+# package, so the data side may use it).
+from meta_align_jax.lowres import pseudo_labels, unlabelled_strong_pairs  # noqa: F401
+
 STREAM_PAIR_INSTANCES = 0x9A17
-
-
-# The config predicates the pipeline needs (the data package does not import the training stack;
-# meta_align_jax/lowres.py holds the protocol and its checks).
-def _lowres(config):
-  lr = config.get('lowres', None)
-  return lr if lr is not None and lr.get('enabled', False) else None
-
-
-def unlabelled_strong_pairs(config) -> bool:
-  """Alignment on strong pairs over all meta-train classes, target labels withheld."""
-  lr = _lowres(config)
-  return lr is not None and lr.pairs == 'strong'
-
-
-def pseudo_labels(config) -> bool:
-  """Target tasks on strong-pair clips labelled by their pair's source class."""
-  lr = _lowres(config)
-  return lr is not None and bool(lr.get('pseudo_labels', False))
 
 
 def target_index_by_id(target_example_id: np.ndarray) -> dict[int, int]:

@@ -299,3 +299,14 @@ def run_grid(specs: list[RunSpec], root: str, *, jobs: int = 1, dry_run: bool = 
 
 if __name__ == '__main__':
   _main_one(sys.argv[1:])
+
+
+def parse_overrides(items) -> dict:
+  """`field=value` strings (the launchers' --set) -> {field: value}; ValueError names a bad one."""
+  overrides = {}
+  for item in items:
+    key, sep, value = item.partition('=')
+    if not sep:
+      raise ValueError(f'--set {item!r}: use field=value.')
+    overrides[key] = parse_value(value)
+  return overrides
