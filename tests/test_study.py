@@ -68,3 +68,25 @@ def test_run_without_tensorflow_then_skip_collect_and_claim(exported, tmp_path):
   assert s['best_baseline'] == 'lr_target_only'
   assert set(s['methods']) == {'lr_meta_align', 'lr_target_only'}
   assert len(s['methods']['lr_meta_align']['diff_to_best_baseline']['sign_per_seed']) == 1
+
+
+def test_compile_order_puts_one_run_of_each_kind_first():
+  def run(method, seed, noise=0.0, shots=1):
+    return {'relpath': f'{method}/{shots}/{noise}/{seed}',
+            'labels': {'task': 't', 'method': method, 'shots': shots, 'noise': noise, 'seed': seed}}
+  runs = [run('a', 0), run('a', 1), run('a', 0, 0.2), run('b', 0), run('b', 1), run('a', 0, shots=5)]
+  order = [r['relpath'] for r in study.compile_order(runs)]
+  # first wave: one run of each (task, method, shots) in their original order; then the rest
+  assert order == ['a/1/0.0/0', 'b/1/0.0/0', 'a/5/0.0/0', 'a/1/0.0/1', 'b/1/0.0/1', 'a/1/0.2/0']
+  assert sorted(order) == sorted(r['relpath'] for r in runs)
+
+
+def test_export_adds_to_the_runs_of_an_earlier_export(tmp_path):
+  specs = sweep.grid_runs('study_smoke', overrides=TINY)
+  study.export_study(specs[:1], str(tmp_path), grid='first', log=lambda _: None)
+  record = study.export_study(specs[1:], str(tmp_path), grid='second', log=lambda _: None)
+  assert [r['relpath'] for r in record['runs']] == [s.relpath for s in specs]
+  assert record == study.load_study(str(tmp_path)) and record['grid'] == 'first,second'
+  again = study.export_study(specs[:1], str(tmp_path), grid='first', log=lambda _: None)
+  assert [r['relpath'] for r in again['runs']] == [specs[1].relpath, specs[0].relpath]
+  assert again['grid'] == 'second,first'

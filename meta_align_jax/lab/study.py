@@ -34,6 +34,7 @@ from meta_align_jax.lab import sweep
 from meta_align_jax.lab.spec import ERROR_FILE, LOG_FILE, RUN_FILE
 
 STUDY_FILE = 'study.json'
+COMPILE_CACHE = 'compile_cache'   # STUDY/compile_cache: the workers' shared compilation cache
 RESULT_FILES = (io.RESULTS_FILE, RUN_FILE, 'metrics.jsonl', 'config.json', 'splits.json',
                 'selection_history.json', 'early_stopped.json')
 
@@ -50,7 +51,8 @@ def bundle_key(config) -> str:
 
 def export_study(specs: list[sweep.RunSpec], study: str, *, grid: str = '',
                  log: Callable[[str], None] = print) -> dict:
-  """Writes the configs, bundles and STUDY/study.json for `specs` (existing bundles are kept)."""
+  """Writes the configs, bundles and STUDY/study.json for `specs`. Existing bundles are kept, and
+  so are the runs an earlier export listed (a study can take several grids)."""
   from meta_align_jax import parallel  # pylint: disable=g-import-not-at-top
   from meta_align_jax import validation  # pylint: disable=g-import-not-at-top
   from meta_align_jax.data import export  # pylint: disable=g-import-not-at-top
@@ -75,7 +77,13 @@ def export_study(specs: list[sweep.RunSpec], study: str, *, grid: str = '',
           f'{time.time() - t0:.0f} s (first user: {spec.relpath})')
     runs.append({'relpath': spec.relpath, 'labels': spec.labels(), 'config': config_path,
                  'bundle': bundle})
-  record = {'grid': grid, 'runs': runs}
+  # A study can grow: runs exported before (another grid, other seeds) stay listed.
+  path = os.path.join(study, STUDY_FILE)
+  new = {r['relpath'] for r in runs}
+  before = load_study(study) if os.path.exists(path) else {'grid': '', 'runs': []}
+  runs = [r for r in before['runs'] if r['relpath'] not in new] + runs
+  grids = [g for g in before.get('grid', '').split(',') if g and g != grid] + [grid]
+  record = {'grid': ','.join(grids), 'runs': runs}
   io.write_atomic(os.path.join(study, STUDY_FILE), json.dumps(record, indent=1))
   log(f'{len(runs)} runs, {len({r["bundle"] for r in runs})} bundles in {study}.')
   return record
@@ -92,6 +100,20 @@ def load_study(study: str) -> dict:
 
 def run_dir(study: str, run: dict) -> str:
   return os.path.join(study, 'runs', run['relpath'])
+
+
+def compile_order(runs: list[dict]) -> list[dict]:
+  """`runs` reordered so that the first run of each (task, method, shots) comes before any
+  second one: runs of one kind compile the same programs, so the later ones find them in the
+  persistent compilation cache instead of compiling them at the same time. Stable otherwise."""
+  seen: dict[tuple, int] = {}
+  rank = []
+  for r in runs:
+    lab = r['labels']
+    kind = (lab.get('task'), lab.get('method'), lab.get('shots'))
+    rank.append(seen.get(kind, 0))
+    seen[kind] = rank[-1] + 1
+  return [r for _, _, r in sorted(zip(rank, range(len(runs)), runs), key=lambda t: t[:2])]
 
 
 def run_one(study: str, relpath: str) -> dict:
@@ -128,12 +150,17 @@ def run_study(study: str, *, budget_s: float = 0, slots: int = 1, only: str = ''
     raise ValueError(f'slots_per_gpu={slots_per_gpu}: use 1 or more.')
   t_start = time.time()
   runs = [r for r in load_study(study)['runs'] if only in r['relpath']]
-  todo = [r for r in runs if not sweep.is_finished(run_dir(study, r))]
+  todo = compile_order([r for r in runs if not sweep.is_finished(run_dir(study, r))])
   status = {'skipped': [r['relpath'] for r in runs if r not in todo], 'done': [], 'failed': [],
             'stopped': [], 'not_started': []}
   log(f'{len(runs)} runs: {len(status["skipped"])} finished, {len(todo)} to run.')
   repo = sweep.REPO
   base_env = dict(os.environ, **(env or {}))
+  # Runs that differ only in seed or label noise compile the same programs: a persistent
+  # compilation cache shared by the worker processes compiles each once (compile_order puts one
+  # run of each kind first). JAX_COMPILATION_CACHE_DIR set by the caller wins.
+  base_env.setdefault('JAX_COMPILATION_CACHE_DIR',
+                      os.path.abspath(os.path.join(study, COMPILE_CACHE)))
   base_env['PYTHONPATH'] = repo + os.pathsep + base_env.get('PYTHONPATH', '')
   running: dict[int, tuple] = {}   # slot -> (run, proc, t0, logf)
   stopping = False
