@@ -80,3 +80,25 @@ def test_runs_without_episode_accuracies_are_refused(tmp_path):
   os.remove(tmp_path / 't' / 'b1' / 'k1_n0' / 'seed1' / 'episode_accuracies.npy')
   with pytest.raises(ValueError, match='No per-episode accuracies'):
     claim.task_claim(claim.load_runs(str(tmp_path)), 't')
+
+
+def test_best_baseline_on_either_protocol_is_the_generous_comparison(tmp_path):
+  _write_runs(str(tmp_path))
+  for seed, acc in ((0, .9), (1, .7)):   # b2's other protocol beats every primary baseline
+    np.save(tmp_path / 't' / 'b2' / 'k1_n0' / f'seed{seed}' / 'episode_accuracies_finetune.npy',
+            np.full([4], acc, np.float32))
+  c = claim.task_claim(claim.load_runs(str(tmp_path)), 't')
+  s0, s2 = c['settings']
+  assert s0['best_baseline'] == 'b1'   # on primary protocols, unchanged
+  assert s0['best_baseline_any_protocol'] == {'method': 'b2', 'protocol': 'finetune',
+                                              'mean': pytest.approx(0.8)}
+  ours = s0['methods']['ours']
+  d = ours['diff_to_best_baseline_any_protocol']
+  assert d['per_seed'] == pytest.approx({'0': -0.25, '1': -0.25})
+  assert d['sign_per_seed'] == {'0': -1, '1': -1} and not d['wins_every_seed']
+  assert ours['diff_by_protocol']['finetune']['mean'] == pytest.approx(-0.25)
+  assert ours['diff_by_protocol']['proto']['per_seed'] == pytest.approx({'0': -0.35, '1': -0.35})
+  assert 'diff_to_best_baseline_any_protocol' not in s0['methods']['b2']
+  assert 'diff_to_best_baseline_any_protocol' in s0['methods']['b1']
+  # noise 0.2: b2 reported only its primary protocol there; b1 (0.5) is the best on either.
+  assert s2['best_baseline_any_protocol']['method'] == 'b1'
