@@ -181,3 +181,24 @@ def test_compare_work_directories_pairs_episodes_by_seed(tmp_path):
   os.makedirs(tmp_path / 'untrained')
   proc = _compare('--workdirs', str(tmp_path / 'untrained'), b[0])
   assert proc.returncode != 0 and 'has no eval_results.json' in proc.stderr
+
+
+@pytest.mark.parametrize('grid', [g for g in sweep.GRIDS if g.startswith('study_')])
+def test_every_study_run_resolves_to_a_valid_config(grid, monkeypatch):
+  """Each run of the study grids builds a config the validation accepts (before any compile),
+  under the low-resource protocol, with the primary protocol and selection its method declares."""
+  from meta_align_jax import data, lowres, validation  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(data, 'make_splits', lambda config: {'train': [f'c{i}' for i in range(173)]})
+  specs = sweep.grid_runs(grid)
+  assert specs
+  for spec in specs:
+    config = sweep.build_config(spec)
+    validation.check_config(config)
+    assert lowres.enabled(config), spec.relpath
+    overrides = sweep.METHODS[spec.method].overrides
+    assert config.eval.method == overrides.get('eval.method', 'finetune'), spec.relpath
+    assert config.train.select == overrides['train.select'], spec.relpath
+    assert (config.seed, config.eval.shots, config.data.target_noise) == (
+        spec.seed, spec.shots, spec.noise)
+  if grid == 'study_heldout':   # the held-out seeds of the prototype hypothesis
+    assert {s.seed for s in specs} == {3, 4, 5}

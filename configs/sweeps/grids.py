@@ -171,6 +171,31 @@ GRIDS: dict[str, Grid] = {
         cells=(Cell(_STUDY_TASKS, ('lr_meta_align', 'lr_target_only', 'lr_no_align',
                                    'lr_pseudo_labels', 'lr_oracle')),),
         scale=_STUDY_SCALE),
+    # The second session of the study (docs/results/claim.md): the prototype hypothesis on
+    # held-out seeds, the remaining baselines and the part-5 variants, 5 shots, label noise.
+    'study_heldout': Grid(
+        description='Seeds 3-5, 1-shot, no noise: meta-alignment scored with prototypes '
+                    '(fixed in advance from seeds 0-2) against the baselines of the first slice.',
+        cells=(Cell(_STUDY_TASKS, ('lr_meta_align_proto', 'lr_target_only', 'lr_no_align',
+                                   'lr_pseudo_labels')),),
+        seeds=(3, 4, 5), scale=_STUDY_SCALE),
+    'study_variants': Grid(
+        description='1-shot, no noise: the other baselines (weak pairs, supervised + alignment, '
+                    'self-supervised target) and the part-5 variants (ProtoNet source learner, '
+                    'meta-alignment on top of pseudo-labels).',
+        cells=(Cell(_STUDY_TASKS, ('lr_meta_align_weak', 'lr_supervised_align', 'lr_ssl_target',
+                                   'lr_protonet_align', 'lr_meta_align_pl')),),
+        scale=_STUDY_SCALE),
+    'study_shots5': Grid(
+        description='5-shot, no noise: the core methods and the best variants.',
+        cells=(Cell(_STUDY_TASKS, ('lr_meta_align', 'lr_target_only', 'lr_pseudo_labels',
+                                   'lr_protonet_align'), shots=(5,)),),
+        scale=_STUDY_SCALE),
+    'study_noise': Grid(
+        description='1-shot, target label noise 20/40/60 % on the labelled set.',
+        cells=(Cell(_STUDY_TASKS, ('lr_meta_align', 'lr_target_only', 'lr_protonet_align'),
+                    noise=(0.2, 0.4, 0.6)),),
+        scale=_STUDY_SCALE),
     # The study runner's end-to-end check (tests/test_study.py shrinks it further).
     'study_smoke': Grid(
         description='2 methods x 1 seed of study_lowres at a few steps.',

@@ -154,6 +154,26 @@ METHODS.update({
                             {**_LR, 'lowres.pairs': 'strong', 'align.loss': 'infonce',
                              'align.weight': 0.0, 'ssl.enabled': True, 'train.select': 'final',
                              'task.meta_on': ('target',)}, finalize=_target_tasks),
+    # Issue 17 part 5: variants fixed before their test runs (docs/results/claim.md says which
+    # observation each one follows from; none was tuned on test episodes).
+    'lr_meta_align_proto': Method('ours', 'lr_meta_align scored with prototypes in the aligned '
+                                  'space (eval.method=proto) as its primary protocol: the '
+                                  'hypothesis of seeds 0-2, tested on the held-out seeds 3-5',
+                                  {**_LR_STRONG, 'task.meta_on': _BOTH, 'eval.method': 'proto'},
+                                  finalize=_target_tasks),
+    'lr_protonet_align': Method('ours', 'meta-alignment with a source learner that learns: '
+                                'ProtoNet episodes on source tasks and the labelled target set, '
+                                'InfoNCE on strong pairs, prototype evaluation; fixed step count',
+                                {**_LR_STRONG, 'task.meta_on': _BOTH, 'meta.learner': 'protonet',
+                                 'eval.method': 'proto', 'train.select': 'final'},
+                                finalize=_target_tasks),
+    'lr_meta_align_pl': Method('ours', 'meta-alignment on top of the pseudo-label baseline: '
+                               'Reptile on source tasks and on pseudo-labelled target tasks '
+                               '(lr_pseudo_labels\' data) + InfoNCE on the same strong pairs; '
+                               'fixed step count', {**_LR_STRONG, 'lowres.pseudo_labels': True,
+                                                    'task.meta_on': _BOTH,
+                                                    'train.select': 'final'},
+                               finalize=_target_tasks),
     # The upper bound: every meta-train class with all its target examples labelled (20 per class
     # in synthetic_concepts), trained until target meta-val stops improving, within 4x the grid's
     # steps (the oracle alone may read target meta-val labels).
