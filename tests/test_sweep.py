@@ -202,3 +202,18 @@ def test_every_study_run_resolves_to_a_valid_config(grid, monkeypatch):
         spec.seed, spec.shots, spec.noise)
   if grid == 'study_heldout':   # the held-out seeds of the prototype hypothesis
     assert {s.seed for s in specs} == {3, 4, 5}
+
+
+def test_write_all_draws_a_curve_per_swept_axis(tmp_path):
+  from meta_align_jax.lab import plots  # pylint: disable=g-import-not-at-top
+  root = str(tmp_path / 'runs')
+  for method in ('meta_align', 'no_align'):
+    for noise in (0.0, 0.4):
+      for shots in (1, 5):
+        d = _fake_run(root, 't', method, 0, [0.5, 0.7], shots=shots, noise=noise)
+        with open(os.path.join(d, 'metrics.jsonl'), 'w') as f:
+          f.write(json.dumps({'step': 10, 'train/meta_loss': 1.0, 'train/align_loss': 0.5}) + '\n')
+  out = plots.write_all(root, str(tmp_path / 'plots'))
+  names = sorted(os.path.basename(p) for p in out['plots'])
+  assert names == ['accuracy_vs_noise_t.png', 'accuracy_vs_shots_t.png', 'learning_curves_t.png']
+  assert all(os.path.getsize(p) > 0 for p in out['plots'])

@@ -222,17 +222,10 @@ def plot_task(claim: dict, out_dir: str) -> list[str]:
               'k--' if len(ox) > 1 else 'k*',
               label='oracle (noise 0)' if clean else 'oracle')
     ax.axhline(100 * claim['chance'], color='grey', linestyle=':', label='chance')
-    ax.set_xlabel('target label noise (%)' if x == 'noise' else 'shots')
-    ax.set_ylabel('meta-test accuracy (%)')
-    ax.set_title(f'{claim["task"]}: accuracy vs {x} '
-                 + ', '.join(f'{k}={v}' for k, v in fixed.items()), fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    path = os.path.join(out_dir, f'{claim["task"]}_{name}.png')
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    written.append(path)
+    plots.accuracy_axes(ax, x, f'{claim["task"]}: accuracy vs {x} '
+                        + ', '.join(f'{k}={v}' for k, v in fixed.items()),
+                        title_size=9, legend_size=6)
+    written.append(plots.save(fig, os.path.join(out_dir, f'{claim["task"]}_{name}.png')))
   return written
 
 

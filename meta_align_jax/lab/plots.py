@@ -25,6 +25,23 @@ def _plt():
   return plt
 
 
+def save(fig, path: str) -> str:
+  """Lays out, writes (PNG, 90 dpi) and closes `fig`; returns `path`."""
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  _plt().close(fig)
+  return path
+
+
+def accuracy_axes(ax, x: str, title: str, *, title_size: int = 10, legend_size: int = 7) -> None:
+  """Labels, title, grid and legend of an accuracy-vs-shots/noise panel."""
+  ax.set_xlabel('target label noise (%)' if x == 'noise' else 'shots')
+  ax.set_ylabel('meta-test accuracy (%)')
+  ax.set_title(title, fontsize=title_size)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=legend_size)
+
+
 def plot_sweep(rows: list[dict], out_dir: str, *, x: str, fixed: dict, name: str) -> list[str]:
   """Accuracy vs `x` ('shots' or 'noise'), one line per method, one PNG per task."""
   plt = _plt()
@@ -42,16 +59,8 @@ def plot_sweep(rows: list[dict], out_dir: str, *, x: str, fixed: dict, name: str
       xs = [100 * p[0] if x == 'noise' else p[0] for p in pts]
       ax.errorbar(xs, [100 * p[1] for p in pts], yerr=[100 * p[2] for p in pts], marker='o',
                   capsize=3, label=method)
-    ax.set_xlabel('target label noise (%)' if x == 'noise' else 'shots')
-    ax.set_ylabel('meta-test accuracy (%)')
-    ax.set_title(f'{task}: accuracy vs {x}', fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(out_dir, f'{name}_{task}.png')
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    written.append(path)
+    accuracy_axes(ax, x, f'{task}: accuracy vs {x}')
+    written.append(save(fig, os.path.join(out_dir, f'{name}_{task}.png')))
   return written
 
 
@@ -89,11 +98,7 @@ def plot_learning_curves(root: str, out_dir: str, *, shots: int = 1, noise: floa
     axes[0].legend(fontsize=7)
     fig.suptitle(f'{task}: training losses ({shots}-shot, noise {100 * noise:.0f} %; mean over '
                  'seeds)', fontsize=9)
-    fig.tight_layout()
-    path = os.path.join(out_dir, f'learning_curves_{task}.png')
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    written.append(path)
+    written.append(save(fig, os.path.join(out_dir, f'learning_curves_{task}.png')))
   return written
 
 
@@ -142,10 +147,7 @@ def plot_embeddings(workdir: str, path: str, *, max_classes: int = 6, per_class:
   axes[0].legend(fontsize=7)
   fig.suptitle(f'PCA of Z, {len(np.unique(y))} meta-test classes (colour = class): '
                f'{os.path.relpath(workdir)}', fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
-  return path
+  return save(fig, path)
 
 
 def write_all(root: str, out_dir: str | None = None, *, embeddings_for: list[str] = ()) -> dict:
