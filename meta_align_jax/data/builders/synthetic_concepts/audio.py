@@ -80,6 +80,17 @@ def _coloured_noise(n: int, rng: np.random.Generator) -> np.ndarray:
   return noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
 
 
+def _chirp(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """A unit-amplitude exponential chirp (100 Hz-4 kHz) at a random time and length: a distractor."""
+  start = rng.uniform(0, 0.8)
+  length = rng.uniform(0.1, 0.4)
+  f_start, f_end = np.exp(rng.uniform(np.log(100), np.log(4000), size=2))
+  burst_t = np.clip(t - start, 0, length)
+  sweep = f_start * (f_end / f_start) ** (burst_t / length)
+  gate = ((t >= start) & (t < start + length)).astype(np.float64)
+  return gate * np.sin(2 * np.pi * np.cumsum(sweep) / AUDIO_RATE)
+
+
 def synthesize_audio(concept: Concept, latents: Latents, rng: np.random.Generator) -> np.ndarray:
   """The concept's 1 s sound at AUDIO_RATE, float32 [AUDIO_RATE * AUDIO_SECONDS]."""
   n = int(AUDIO_RATE * AUDIO_SECONDS)
@@ -99,13 +110,8 @@ def synthesize_audio(concept: Concept, latents: Latents, rng: np.random.Generato
 
   # Nuisance: an unrelated chirp or tone burst, coloured background noise, random gain.
   if rng.random() < 0.6:
-    start = rng.uniform(0, 0.8)
-    length = rng.uniform(0.1, 0.4)
-    f_start, f_end = np.exp(rng.uniform(np.log(100), np.log(4000), size=2))
-    burst_t = np.clip(t - start, 0, length)
-    sweep = f_start * (f_end / f_start) ** (burst_t / length)
-    gate = ((t >= start) & (t < start + length)).astype(np.float64)
-    signal += rng.uniform(0.2, 0.6) * gate * np.sin(2 * np.pi * np.cumsum(sweep) / AUDIO_RATE)
+    chirp = _chirp(t, rng)
+    signal += rng.uniform(0.2, 0.6) * chirp
   snr_db = rng.uniform(0.0, 12.0)
   signal += 10.0 ** (-snr_db / 20.0) * _coloured_noise(n, rng)
   signal *= rng.uniform(0.15, 0.5) / (np.abs(signal).max() + 1e-12)

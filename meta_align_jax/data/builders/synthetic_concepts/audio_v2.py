@@ -43,16 +43,6 @@ def _equaliser(n: int, rng: np.random.Generator) -> np.ndarray:
   return 10.0 ** (gain_db / 20.0)
 
 
-def _chirp(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-  start = rng.uniform(0, 0.8)
-  length = rng.uniform(0.1, 0.4)
-  f_start, f_end = np.exp(rng.uniform(np.log(100), np.log(4000), size=2))
-  burst_t = np.clip(t - start, 0, length)
-  sweep = f_start * (f_end / f_start) ** (burst_t / length)
-  gate = ((t >= start) & (t < start + length)).astype(np.float64)
-  return gate * np.sin(2 * np.pi * np.cumsum(sweep) / AUDIO_RATE)
-
-
 def synthesize_audio(concept: Concept, latents: Latents, rng: np.random.Generator) -> np.ndarray:
   """The concept's 1 s sound with v2 nuisance, float32 [AUDIO_RATE * AUDIO_SECONDS]."""
   n = int(AUDIO_RATE * AUDIO_SECONDS)
@@ -72,7 +62,7 @@ def synthesize_audio(concept: Concept, latents: Latents, rng: np.random.Generato
   signal /= np.sqrt(np.mean(signal[env > 0.05] ** 2)) + 1e-12   # unit RMS while sounding
 
   for _ in range(rng.integers(0, CHIRPS + 1)):
-    signal += rng.uniform(0.3, 1.0) * _chirp(t, rng)
+    signal += rng.uniform(0.3, 1.0) * v1._chirp(t, rng)
   signal += 10.0 ** (-rng.uniform(*SNR_DB) / 20.0) * v1._coloured_noise(n, rng)
   signal = np.fft.irfft(np.fft.rfft(signal) * _equaliser(n, rng), n)
   signal *= 0.5 * 10.0 ** (rng.uniform(*GAIN_DB) / 20.0) / (np.abs(signal).max() + 1e-12)
