@@ -44,17 +44,11 @@ def main(argv):
     if not _GRID.value:
       raise app.UsageError('export needs --grid.')
     try:
-      overrides = sweep.parse_overrides(_SET.value)
+      specs = sweep.select_runs(_GRID.value, seeds=_SEEDS.value, sets=_SET.value,
+                                tasks=_TASKS.value, methods=_METHODS.value,
+                                shots=_SHOTS.value, noise=_NOISE.value)
     except ValueError as e:
       raise app.UsageError(str(e)) from e
-    seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else None
-    specs = [s for s in sweep.grid_runs(_GRID.value, seeds=seeds, overrides=overrides)
-             if (not _TASKS.value or s.task in _TASKS.value)
-             and (not _METHODS.value or s.method in _METHODS.value)
-             and (not _SHOTS.value or s.shots in [int(k) for k in _SHOTS.value])
-             and (not _NOISE.value or s.noise in [float(n) for n in _NOISE.value])]
-    if not specs:
-      raise app.UsageError('No run left after --tasks/--methods/--shots/--noise.')
     study.export_study(specs, _STUDY.value, grid=_GRID.value)
   elif cmd == 'run':
     status = study.run_study(_STUDY.value, budget_s=_BUDGET.value, slots=_SLOTS.value,

@@ -54,11 +54,9 @@ def main(argv):
     if not _GRID.value:
       raise app.UsageError('--grid is required (or --report_only).')
     try:
-      overrides = sweep.parse_overrides(_SET.value)
+      specs = sweep.select_runs(_GRID.value, seeds=_SEEDS.value, sets=_SET.value)
     except ValueError as e:
       raise app.UsageError(str(e)) from e
-    seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else None
-    specs = sweep.grid_runs(_GRID.value, seeds=seeds, overrides=overrides)
     status = sweep.run_grid(specs, root, jobs=_JOBS.value, dry_run=_DRY_RUN.value)
     if _DRY_RUN.value:
       for path in status['pending']:

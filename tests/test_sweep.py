@@ -217,3 +217,18 @@ def test_write_all_draws_a_curve_per_swept_axis(tmp_path):
   names = sorted(os.path.basename(p) for p in out['plots'])
   assert names == ['accuracy_vs_noise_t.png', 'accuracy_vs_shots_t.png', 'learning_curves_t.png']
   assert all(os.path.getsize(p) > 0 for p in out['plots'])
+
+
+def test_select_runs_applies_the_launchers_flags():
+  specs = sweep.select_runs('study_noise', seeds=['1'], sets=['train.num_steps=7'],
+                            tasks=['text_image_v2'], methods=['lr_target_only'],
+                            noise=['0.4', '0.6'])
+  assert [(s.task, s.method, s.noise, s.seed) for s in specs] == [
+      ('text_image_v2', 'lr_target_only', 0.4, 1), ('text_image_v2', 'lr_target_only', 0.6, 1)]
+  assert all(dict(s.overrides)['train.num_steps'] == 7 for s in specs)
+  with pytest.raises(ValueError, match='No run left'):
+    sweep.select_runs('study_noise', shots=['5'])
+  with pytest.raises(ValueError, match="Unknown grid 'nope'.*study_noise"):
+    sweep.select_runs('nope')
+  with pytest.raises(ValueError, match='field=value'):
+    sweep.select_runs('study_noise', sets=['train.num_steps'])

@@ -71,7 +71,10 @@ def grid_runs(grid: Grid | str, *, seeds: Iterable[int] | None = None,
   Seeds are the outer loop: the first runs done are one seed of every cell, so a sweep cut
   short still compares every method.
   """
-  grid = GRIDS[grid] if isinstance(grid, str) else grid
+  if isinstance(grid, str):
+    if grid not in GRIDS:
+      raise ValueError(f'Unknown grid {grid!r}; known: {sorted(GRIDS)} (configs/sweeps/grids.py).')
+    grid = GRIDS[grid]
   extra = tuple(sorted({**grid.scale, **(overrides or {})}.items()))
   out, seen = [], set()
   for seed in (grid.seeds if seeds is None else seeds):
@@ -299,6 +302,21 @@ def run_grid(specs: list[RunSpec], root: str, *, jobs: int = 1, dry_run: bool = 
 
 if __name__ == '__main__':
   _main_one(sys.argv[1:])
+
+
+def select_runs(grid: str, *, seeds=None, sets=(), tasks=None, methods=None, shots=None,
+                noise=None) -> list[RunSpec]:
+  """The launchers' run selection: `grid`'s runs with their flags' strings applied (--seeds,
+  --set field=value, and the --tasks/--methods/--shots/--noise filters; None or empty: all).
+  ValueError names a bad flag value or a selection that leaves no run."""
+  specs = grid_runs(grid, seeds=[int(s) for s in seeds] if seeds else None,
+                    overrides=parse_overrides(sets))
+  keep = {'task': tasks, 'method': methods, 'shots': [int(k) for k in shots or ()],
+          'noise': [float(n) for n in noise or ()]}
+  specs = [s for s in specs if all(not v or getattr(s, k) in v for k, v in keep.items())]
+  if not specs:
+    raise ValueError('No run left after --tasks/--methods/--shots/--noise.')
+  return specs
 
 
 def parse_overrides(items) -> dict:
