@@ -94,7 +94,12 @@ def task_gradient(config, model, params, task, rng, *, execution: Execution | No
     metrics.update({prefix + k: v for k, v in m.items()})
   metrics['meta_loss'] = sum(metrics[('' if s == 'source' else 'target_') + 'meta_loss']
                              for s in meta_on) / len(meta_on)
-  if config.align.enabled:
+  if config.align.enabled and not config.align.weight:
+    # Alignment weighted 0 (e.g. the SSL baseline, which only needs the pair batch): the loss is
+    # logged, and no gradient that would be multiplied by 0 is computed.
+    metrics['align_loss'] = learners.alignment_loss(model, config.align, params, task['align'])
+    metrics['loss'] = metrics['meta_loss']
+  elif config.align.enabled:
     align_inner = _inner_config(config, 'source', groups, ex)
     align_inner = dataclasses.replace(align_inner, keys=tuple(g for g in groups if g in (
         'source', 'target', 'shared')), zero_head=False,

@@ -36,3 +36,22 @@ def test_ssl_gradient_reaches_the_target_encoder_only():
 def test_ssl_needs_the_alignment_batch():
   with pytest.raises(ValueError, match='config.ssl.enabled=True .* set config.align.enabled=True'):
     validation.check_config(tiny_config(**{'ssl.enabled': True, 'align.enabled': False}))
+
+
+def test_alignment_weighted_zero_adds_no_gradient_and_logs_its_loss():
+  from meta_align_jax import random_batch  # pylint: disable=g-import-not-at-top
+  from meta_align_jax.meta import learners  # pylint: disable=g-import-not-at-top
+  c = tiny_config(**{'align.weight': 0.0})
+  off = tiny_config(**{'align.enabled': False})
+  model = registry.build_model(c)
+  params = train_step.init_train_state(c, model, jax.random.key(0)).params
+  batch = random_batch(c, 3, num_devices=None)
+  task = jax.tree.map(lambda a: a[0], batch)   # the first task of the batch
+  grads, m = train_step.task_gradient(c, model, params, task, jax.random.key(1))
+  ref, m_off = train_step.task_gradient(off, model, params, {'source': task['source']},
+                                        jax.random.key(1))
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  _, m_align = learners.alignment_gradient(model, c.align, None, params, task['align'])
+  np.testing.assert_allclose(float(m['align_loss']), float(m_align['align_loss']), rtol=1e-6)
+  assert float(m['loss']) == float(m_off['loss'])

@@ -19,6 +19,7 @@ that need at least one inner step), where where `task` is
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax
@@ -157,13 +158,17 @@ def _value_and_grad_with_acc(model, side, ways, params, query):
                             has_aux=True)(params)
 
 
+def alignment_loss(model, align_cfg, params: dict, batch: dict):
+  """The alignment loss of one task's pairs (`losses.alignment_loss` on both towers' Z)."""
+  zs = model.embed(params, batch['source_x'], 'source')
+  zt = model.embed(params, batch['target_x'], 'target')
+  return losses.alignment_loss(align_cfg.loss, zs, zt, batch['y'], num_classes=align_cfg.ways,
+                               margin=align_cfg.margin, temperature=align_cfg.temperature)
+
+
 def alignment_gradient(model, align_cfg, inner_cfg: InnerConfig | None, params: dict, align: dict):
   """Gradient (or Reptile difference) of the alignment loss on one task's pairs."""
-  def loss_fn(p, batch):
-    zs = model.embed(p, batch['source_x'], 'source')
-    zt = model.embed(p, batch['target_x'], 'target')
-    return losses.alignment_loss(align_cfg.loss, zs, zt, batch['y'], num_classes=align_cfg.ways,
-                                 margin=align_cfg.margin, temperature=align_cfg.temperature)
+  loss_fn = functools.partial(alignment_loss, model, align_cfg)
 
   if align_cfg.mode == 'reptile':
     fast, inner_losses = inner_cfg.run(loss_fn, params, align)
