@@ -3,6 +3,7 @@ XLA's own cost and memory analyses, the device, and a kernel profile of a few st
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time

@@ -46,7 +46,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.step_analysis import (_device_info, _peak_memory, _xla_cost, _xla_memory,  # noqa: E402,F401
