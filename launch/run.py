@@ -18,7 +18,6 @@ Set config.execution.deterministic=True for bit-reproducible GPU runs (slower): 
 --xla_gpu_deterministic_ops=true before JAX starts (meta_align_jax/determinism.py).
 """
 
-import logging as std_logging
 import os
 import sys
 import tempfile
@@ -96,17 +95,6 @@ def _can_write(workdir) -> bool:
     return False
 
 
-class _QuietLibraries:
-  """Log filter: Orbax reports every step of every save at INFO, and warns that a manager opened
-  read-only (to evaluate) is read-only; keep its other warnings only."""
-
-  def filter(self, record) -> bool:
-    if f'{os.sep}orbax{os.sep}' not in record.pathname:
-      return True
-    return (record.levelno >= std_logging.WARNING
-            and not str(record.msg).startswith('Given directory is read only'))
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -120,8 +108,8 @@ def main(argv):
   from meta_align_jax import determinism  # pylint: disable=g-import-not-at-top
   os.environ.update(determinism.deterministic_env(config))
   import jax  # pylint: disable=g-import-not-at-top
-  from meta_align_jax import evaluate, train  # pylint: disable=g-import-not-at-top
-  logging.get_absl_logger().addFilter(_QuietLibraries())
+  from meta_align_jax import checkpoint, evaluate, train  # pylint: disable=g-import-not-at-top
+  checkpoint.quiet_orbax_logs()
   if os.environ.get('JAX_COORDINATOR_ADDRESS'):
     jax.distributed.initialize()
   logging.info('Work directory: %s', os.path.abspath(workdir))

@@ -23,6 +23,7 @@ being listed again. Restoring an explicitly named unreadable step raises
 from __future__ import annotations
 
 import json
+import logging as std_logging
 import os
 import time
 from typing import Any
@@ -369,3 +370,19 @@ def restore(workdir: str, step=None):
   finally:
     manager.close()
   return config, model, state
+
+
+class _QuietOrbax:
+  """Log filter: Orbax reports every step of every save at INFO, and warns that a manager opened
+  read-only (to evaluate) is read-only; keep its other warnings only."""
+
+  def filter(self, record) -> bool:
+    if f'{os.sep}orbax{os.sep}' not in record.pathname:
+      return True
+    return (record.levelno >= std_logging.WARNING
+            and not str(record.msg).startswith('Given directory is read only'))
+
+
+def quiet_orbax_logs() -> None:
+  """Installs the filter on absl's logger (the launchers and the sweep and study workers)."""
+  logging.get_absl_logger().addFilter(_QuietOrbax())

@@ -232,3 +232,18 @@ def test_select_runs_applies_the_launchers_flags():
     sweep.select_runs('nope')
   with pytest.raises(ValueError, match='field=value'):
     sweep.select_runs('study_noise', sets=['train.num_steps'])
+
+
+@pytest.mark.slow
+def test_run_one_trains_selects_and_evaluates(tmp_path):
+  """A sweep run: trains, evaluates train.select's checkpoint, writes what a finished run has."""
+  from tests.test_study import TINY  # pylint: disable=g-import-not-at-top
+  spec = next(s for s in sweep.grid_runs('study_smoke', overrides=TINY)
+              if s.method == 'lr_meta_align')
+  workdir = str(tmp_path / spec.relpath)
+  res = sweep.run_one(spec, workdir)
+  assert sweep.is_finished(workdir) and res['num_episodes'] == 10
+  assert res['checkpoint_step'] in (3, 6)   # align_val selection over the two validations
+  assert np.load(os.path.join(workdir, sweep.EPISODES_FILE)).shape == (10,)
+  with open(os.path.join(workdir, sweep.RUN_FILE)) as f:
+    assert json.load(f)['method'] == 'lr_meta_align'

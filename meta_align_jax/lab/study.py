@@ -118,20 +118,19 @@ def compile_order(runs: list[dict]) -> list[dict]:
 
 def run_one(study: str, relpath: str) -> dict:
   """Trains and evaluates one run of the study from its bundle (no TensorFlow)."""
-  from meta_align_jax import checkpoint, selection, train  # pylint: disable=g-import-not-at-top
+  from meta_align_jax import train  # pylint: disable=g-import-not-at-top
   from meta_align_jax.feeds import exported  # pylint: disable=g-import-not-at-top
   run = next((r for r in load_study(study)['runs'] if r['relpath'] == relpath), None)
   if run is None:
     raise ValueError(f'{relpath} is not a run of {study}/{STUDY_FILE}.')
   import ml_collections  # pylint: disable=g-import-not-at-top
   with open(os.path.join(study, run['config'])) as f:
-    config = ml_collections.ConfigDict(checkpoint._tuples(json.load(f)))  # pylint: disable=protected-access
+    config = ml_collections.ConfigDict(io.tuples_from_json(json.load(f)))
   workdir = run_dir(study, run)
   os.makedirs(workdir, exist_ok=True)
   io.write_atomic(os.path.join(workdir, RUN_FILE), json.dumps(run['labels'], indent=1))
   data = exported.ExportedData(os.path.join(study, run['bundle']))
-  result = train.train_and_evaluate(config, workdir, data=data,
-                                    checkpoint=selection.checkpoint_to_evaluate(config))
+  result = train.train_and_evaluate(config, workdir, data=data)   # train.select's checkpoint
   if not result.finished:
     raise SystemExit(f'{relpath}: stopped at step {result.step} (signal {result.stopped_by}); '
                      f'run the study again to resume.')
@@ -241,4 +240,6 @@ if __name__ == '__main__':   # one run (run_study's worker): python -m meta_alig
   if os.environ.get('STUDY_WITHOUT_TENSORFLOW'):   # prove the accelerator side needs no TF (tests)
     for _name in ('tensorflow', 'tensorflow_datasets', 'librosa'):
       sys.modules[_name] = None
+  from meta_align_jax import checkpoint as _checkpoint  # pylint: disable=g-import-not-at-top
+  _checkpoint.quiet_orbax_logs()
   run_one(sys.argv[1], sys.argv[2])

@@ -152,17 +152,18 @@ def is_finished(workdir: str) -> bool:
 
 def run_one(spec: RunSpec, workdir: str) -> dict:
   """Trains and evaluates one run in `workdir` (resuming); returns its eval results."""
-  from meta_align_jax import evaluate, selection, train  # pylint: disable=g-import-not-at-top
+  from meta_align_jax import train  # pylint: disable=g-import-not-at-top
   config = build_config(spec)
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, RUN_FILE), 'w') as f:
     json.dump(spec.labels(), f, indent=1)
-  result = train.train(config, workdir)
+  # Evaluates the checkpoint train.select picks, with the compiled functions of meta-validation,
+  # inside the work directory's lock; writes episode_accuracies.npy, then eval_results.json.
+  result = train.train_and_evaluate(config, workdir)
   if not result.finished:
     raise RuntimeError(f'Training of {workdir} stopped at step {result.step} (signal '
                        f'{result.stopped_by}); run the sweep again to resume.')
-  # Writes episode_accuracies.npy (EPISODES_FILE), then eval_results.json: a finished run has both.
-  return evaluate.evaluate(config, workdir, checkpoint=selection.checkpoint_to_evaluate(config))
+  return result.eval_results
 
 
 def _main_one(argv: list[str]) -> None:
@@ -170,10 +171,8 @@ def _main_one(argv: list[str]) -> None:
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.INFO)
   logging.use_absl_handler()
-  # Orbax reports every step of every save at INFO: keep its warnings only (as launch/run.py).
-  import logging as std_logging  # pylint: disable=g-import-not-at-top
-  logging.get_absl_logger().addFilter(
-      lambda r: r.levelno >= std_logging.WARNING or f'{os.sep}orbax{os.sep}' not in r.pathname)
+  from meta_align_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  checkpoint.quiet_orbax_logs()
   with open(argv[0]) as f:
     d = json.load(f)
   spec = RunSpec(d['task'], d['method'], d['shots'], d['noise'], d['seed'],
