@@ -38,31 +38,21 @@ import numpy as np
 
 from meta_align_jax import io
 from meta_align_jax.lab import results
-from meta_align_jax.lab.spec import RUN_FILE
 
 PROTOCOLS = ('finetune', 'proto')
 
 
 def load_runs(root: str) -> list[dict]:
-  """Finished runs: labels, results, and per-protocol episode accuracies {protocol: [E]}."""
+  """Finished runs (`results.find_runs`) with per-protocol episode accuracies {protocol: [E]}."""
   runs = []
-  for dirpath, _, files in os.walk(root):
-    if RUN_FILE not in files or io.RESULTS_FILE not in files:
-      continue
-    with open(os.path.join(dirpath, RUN_FILE)) as f:
-      labels = json.load(f)
-    with open(os.path.join(dirpath, io.RESULTS_FILE)) as f:
-      res = json.load(f)
-    primary = res.get('method', 'finetune')
-    episodes = {}
+  for r in results.find_runs(root):
+    primary = r['results'].get('method', 'finetune')
+    episodes = {} if r['episodes'] is None else {primary: r['episodes']}
     for protocol in PROTOCOLS:
-      name = io.EPISODES_FILE if protocol == primary else \
-          io.EPISODES_FILE.replace('.npy', f'_{protocol}.npy')
-      if name in files:
-        episodes[protocol] = np.load(os.path.join(dirpath, name)).astype(np.float64)
-    runs.append({'dir': dirpath, 'labels': labels, 'results': res, 'primary': primary,
-                 'episodes': episodes})
-  runs.sort(key=lambda r: r['dir'])
+      path = os.path.join(r['dir'], io.EPISODES_FILE.replace('.npy', f'_{protocol}.npy'))
+      if protocol != primary and os.path.exists(path):
+        episodes[protocol] = np.load(path).astype(np.float64)
+    runs.append({**r, 'primary': primary, 'episodes': episodes})
   return runs
 
 
@@ -145,8 +135,9 @@ def task_claim(runs: list[dict], task: str) -> dict:
     best = max(baselines, key=lambda key: stats[key]['mean']) if baselines else None
     # The same baselines on either protocol, whichever scored higher on the test means: the
     # comparison most generous to the baselines (their protocol chosen with test labels).
+    by_protocol = {key: _protocol_episodes(groups[key]) for key in keys}
     any_proto = {(key, p): _stats(e)['mean'] for key in baselines
-                 for p, e in _protocol_episodes(groups[key]).items()}
+                 for p, e in by_protocol[key].items()}
     best_any = max(any_proto, key=any_proto.get) if any_proto else None
     okey = oracle_of.get((shots, noise)) or oracle_of.get((shots, 0.0))
     oracle_mean = _stats(primary[okey][1])['mean'] if okey else None
@@ -154,18 +145,17 @@ def task_claim(runs: list[dict], task: str) -> dict:
     for key in sorted(keys):
       m = key[0]
       entry = {'role': roles[m], 'protocol': primary[key][0], **stats[key], 'protocols': {}}
-      for protocol, eps in _protocol_episodes(groups[key]).items():
+      for protocol, eps in by_protocol[key].items():
         entry['protocols'][protocol] = {k: v for k, v in _stats(eps).items()
                                         if k in ('mean', 'ci95', 'per_seed')}
       if best is not None and key != best and roles[m] != 'oracle':
         entry['diff_to_best_baseline'] = paired(primary[key][1], primary[best][1])
         entry['gap_closed'] = gap_closed(stats[key]['mean'], stats[best]['mean'], oracle_mean)
       if best_any is not None and key != best_any[0] and roles[m] != 'oracle':
-        (bkey, bprotocol) = best_any
-        best_eps = _protocol_episodes(groups[bkey])[bprotocol]
+        best_eps = by_protocol[best_any[0]][best_any[1]]
         entry['diff_to_best_baseline_any_protocol'] = paired(primary[key][1], best_eps)
         entry['diff_by_protocol'] = {p: paired(eps, best_eps) for p, eps in
-                                     _protocol_episodes(groups[key]).items()}
+                                     by_protocol[key].items()}
       methods[m] = entry
     settings.append({
         'shots': shots, 'noise': noise,
