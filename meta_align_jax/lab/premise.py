@@ -47,6 +47,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from meta_align_jax import io
+
 MARGIN_OVER_CHANCE = 15.0
 FEW_LABEL_GAP = 25.0
 REF_MIN = 80.0
@@ -238,7 +240,8 @@ def measure_seed(config, sources, *, random_encoder: bool = True
   raw = raw_features(target.x, config.target.modality, vocab)
   out, dims = {'target_raw': prototype_accuracy(raw, episodes)}, {}
   # Not part of the gate: raw features centred by the meta-train mean (as SimpleShot does).
-  mean = raw[class_members(target, splits['train'])].mean(0)
+  every = class_members(target, splits['train'])
+  mean = raw[every].mean(0)
   out['target_raw_centred'] = prototype_accuracy(raw - mean, episodes)
   if random_encoder:
     used = np.unique(np.concatenate([episodes['support_idx'].ravel(),
@@ -250,7 +253,6 @@ def measure_seed(config, sources, *, random_encoder: bool = True
   few = labelled_target_indices(config, target, splits['train'])
   out['target_lda_few'], dims['target_lda_few'] = lda_accuracy(raw, few, target.label, val,
                                                                episodes)
-  every = class_members(target, splits['train'])
   out['target_lda_all'], dims['target_lda_all'] = lda_accuracy(raw, every, target.label, val,
                                                                episodes)
   s_episodes, s_splits = episode_indices(config, sources, 'source')
@@ -284,7 +286,7 @@ def load_oracle(paths: Sequence[str]) -> dict | None:
   for p in paths:
     with open(p) as f:
       results.append(json.load(f))
-  episode_files = [os.path.join(os.path.dirname(p), 'episode_accuracies.npy') for p in paths]
+  episode_files = [os.path.join(os.path.dirname(p), io.EPISODES_FILE) for p in paths]
   if all(os.path.exists(e) for e in episode_files):
     return summarize([np.load(e) for e in episode_files])
   means = [float(r['accuracy_mean']) for r in results]
@@ -391,9 +393,5 @@ def format_table(report: dict) -> str:
 
 def write_report(report: dict, path: str) -> str:
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(report, f, indent=1)
-    f.write('\n')
-  os.replace(tmp, path)
+  io.write_atomic(path, json.dumps(report, indent=1) + '\n')
   return path
