@@ -247,3 +247,13 @@ def test_run_one_trains_selects_and_evaluates(tmp_path):
   assert np.load(os.path.join(workdir, sweep.EPISODES_FILE)).shape == (10,)
   with open(os.path.join(workdir, sweep.RUN_FILE)) as f:
     assert json.load(f)['method'] == 'lr_meta_align'
+
+
+def test_run_grid_records_a_failed_worker(tmp_path):
+  """A run whose worker exits with an error is filed as failed with its log's tail in error.txt,
+  and the sweep goes on."""
+  spec = sweep.RunSpec('image_audio', 'meta_align', 1, 0.0, 0, (('task.ways', 1),))
+  status = sweep.run_grid([spec], str(tmp_path), log=lambda _: None)
+  assert status['failed'] == [spec.relpath] and not status['done']
+  with open(tmp_path / spec.relpath / sweep.ERROR_FILE) as f:
+    assert 'config.task.ways=1' in f.read()

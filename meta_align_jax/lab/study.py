@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from typing import Callable
@@ -153,14 +152,12 @@ def run_study(study: str, *, budget_s: float = 0, slots: int = 1, only: str = ''
   status = {'skipped': [r['relpath'] for r in runs if r not in todo], 'done': [], 'failed': [],
             'stopped': [], 'not_started': []}
   log(f'{len(runs)} runs: {len(status["skipped"])} finished, {len(todo)} to run.')
-  repo = sweep.REPO
-  base_env = dict(os.environ, **(env or {}))
+  base_env = sweep.worker_env(env)
   # Runs that differ only in seed or label noise compile the same programs: a persistent
   # compilation cache shared by the worker processes compiles each once (compile_order puts one
   # run of each kind first). JAX_COMPILATION_CACHE_DIR set by the caller wins.
   base_env.setdefault('JAX_COMPILATION_CACHE_DIR',
                       os.path.abspath(os.path.join(study, COMPILE_CACHE)))
-  base_env['PYTHONPATH'] = repo + os.pathsep + base_env.get('PYTHONPATH', '')
   running: dict[int, tuple] = {}   # slot -> (run, proc, t0, logf)
   stopping = False
   while todo or running:
@@ -176,15 +173,11 @@ def run_study(study: str, *, budget_s: float = 0, slots: int = 1, only: str = ''
       run = todo.pop(0)
       workdir = run_dir(study, run)
       os.makedirs(workdir, exist_ok=True)
-      if os.path.exists(os.path.join(workdir, ERROR_FILE)):
-        os.remove(os.path.join(workdir, ERROR_FILE))
       proc_env = dict(base_env)
       if slots > 1:
         proc_env['CUDA_VISIBLE_DEVICES'] = str(slot // slots_per_gpu)
-      logf = open(os.path.join(workdir, LOG_FILE), 'a')
-      proc = subprocess.Popen([sys.executable, '-m', 'meta_align_jax.lab.study', study,
-                               run['relpath']], stdout=logf, stderr=subprocess.STDOUT, cwd=repo,
-                              env=proc_env)
+      proc, logf = sweep.start_worker('meta_align_jax.lab.study', [study, run['relpath']],
+                                      workdir, proc_env)
       running[slot] = (run, proc, time.time(), logf)
       log(f'start {run["relpath"]} (slot {slot}, pid {proc.pid})')
     time.sleep(1)
@@ -193,21 +186,8 @@ def run_study(study: str, *, budget_s: float = 0, slots: int = 1, only: str = ''
         continue
       del running[slot]
       logf.close()
-      workdir = run_dir(study, run)
-      if proc.returncode == 0 and sweep.is_finished(workdir):
-        with open(os.path.join(workdir, io.RESULTS_FILE)) as f:
-          acc = json.load(f).get('accuracy_mean', float('nan'))
-        status['done'].append(run['relpath'])
-        log(f'done  {run["relpath"]} in {time.time() - t0:.0f} s: accuracy {100 * acc:.2f} %')
-      elif stopping:
-        status['stopped'].append(run['relpath'])
-        log(f'stopped {run["relpath"]} (resumes on the next call)')
-      else:
-        status['failed'].append(run['relpath'])
-        with open(os.path.join(workdir, LOG_FILE)) as f:
-          tail = f.read()[-4000:]
-        io.write_atomic(os.path.join(workdir, ERROR_FILE), tail)
-        log(f'FAIL  {run["relpath"]} (exit {proc.returncode}); see {workdir}/{ERROR_FILE}')
+      sweep.end_worker(run['relpath'], run_dir(study, run), proc, t0, status, log,
+                       stopping=stopping)
     if stopping and not running:
       break
   status['not_started'] = [r['relpath'] for r in todo]

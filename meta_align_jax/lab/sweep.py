@@ -35,6 +35,7 @@ from configs.sweeps.methods import METHODS
 from configs.sweeps.tasks import TASKS
 from meta_align_jax import lowres
 from meta_align_jax.io import EPISODES_FILE, RESULTS_FILE  # noqa: F401  (a finished run's files)
+from meta_align_jax.io import write_atomic
 from meta_align_jax.lab.spec import ERROR_FILE, LOCK_FILE, LOG_FILE, RUN_FILE
 from meta_align_jax.lab.spec import Cell, Grid, Method  # noqa: F401  (the tables' types)
 
@@ -228,6 +229,44 @@ def _set_lock(workdir: str, pid: int | None) -> None:
   os.replace(path + '.tmp', path)
 
 
+def worker_env(env: dict | None = None) -> dict:
+  """The environment of a run's worker process: ours, `env`, and the repository on PYTHONPATH."""
+  out = dict(os.environ, **(env or {}))
+  out['PYTHONPATH'] = REPO + os.pathsep + out.get('PYTHONPATH', '')
+  return out
+
+
+def start_worker(module: str, args: list[str], workdir: str, env: dict):
+  """Starts `python -m module *args` for the run in `workdir`, its output appended to
+  WORKDIR/log.txt (an earlier error.txt is removed). Returns (process, open log file)."""
+  if os.path.exists(os.path.join(workdir, ERROR_FILE)):
+    os.remove(os.path.join(workdir, ERROR_FILE))
+  logf = open(os.path.join(workdir, LOG_FILE), 'a')
+  proc = subprocess.Popen([sys.executable, '-m', module, *args], stdout=logf,
+                          stderr=subprocess.STDOUT, cwd=REPO, env=env)
+  return proc, logf
+
+
+def end_worker(relpath: str, workdir: str, proc, t0: float, status: dict,
+               log: Callable[[str], None], *, stopping: bool = False) -> None:
+  """Files a finished worker under status 'done', 'stopped' (stopping: a budget's SIGTERM) or
+  'failed' (its log's tail goes to WORKDIR/error.txt), and logs one line."""
+  if proc.returncode == 0 and is_finished(workdir):
+    status['done'].append(relpath)
+    with open(os.path.join(workdir, RESULTS_FILE)) as f:
+      acc = json.load(f).get('accuracy_mean', float('nan'))
+    log(f'done  {relpath} in {time.time() - t0:.0f} s: accuracy {100 * acc:.2f} %')
+  elif stopping:
+    status['stopped'].append(relpath)
+    log(f'stopped {relpath} (resumes on the next call)')
+  else:
+    status['failed'].append(relpath)
+    with open(os.path.join(workdir, LOG_FILE)) as f:
+      tail = f.read()[-4000:]
+    write_atomic(os.path.join(workdir, ERROR_FILE), tail)
+    log(f'FAIL  {relpath} (exit {proc.returncode}); see {workdir}/{ERROR_FILE}')
+
+
 def run_grid(specs: list[RunSpec], root: str, *, jobs: int = 1, dry_run: bool = False,
              log: Callable[[str], None] = print, env: dict | None = None) -> dict[str, list]:
   """Runs the unfinished `specs` under `root`, `jobs` at a time, each in its own process.
@@ -250,8 +289,7 @@ def run_grid(specs: list[RunSpec], root: str, *, jobs: int = 1, dry_run: bool = 
     status['pending'] = [s.relpath for s in todo]
     return status
   running: list[tuple[RunSpec, subprocess.Popen, float, object]] = []
-  proc_env = dict(os.environ, **(env or {}))
-  proc_env['PYTHONPATH'] = REPO + os.pathsep + proc_env.get('PYTHONPATH', '')
+  proc_env = worker_env(env)
 
   def start(spec):
     workdir = os.path.join(root, spec.relpath)
@@ -259,14 +297,10 @@ def run_grid(specs: list[RunSpec], root: str, *, jobs: int = 1, dry_run: bool = 
       status['busy'].append(spec.relpath)
       log(f'skip  {spec.relpath} (finished or running elsewhere)')
       return
-    if os.path.exists(os.path.join(workdir, ERROR_FILE)):
-      os.remove(os.path.join(workdir, ERROR_FILE))
     spec_path = os.path.join(workdir, RUN_FILE)
     with open(spec_path, 'w') as f:
       json.dump(spec.labels(), f, indent=1)
-    logf = open(os.path.join(workdir, LOG_FILE), 'a')
-    proc = subprocess.Popen([sys.executable, '-m', 'meta_align_jax.lab.sweep', spec_path, workdir],
-                            stdout=logf, stderr=subprocess.STDOUT, cwd=REPO, env=proc_env)
+    proc, logf = start_worker('meta_align_jax.lab.sweep', [spec_path, workdir], workdir, proc_env)
     _set_lock(workdir, proc.pid)
     log(f'start {spec.relpath} (pid {proc.pid})')
     running.append((spec, proc, time.time(), logf))
@@ -284,23 +318,8 @@ def run_grid(specs: list[RunSpec], root: str, *, jobs: int = 1, dry_run: bool = 
       logf.close()
       workdir = os.path.join(root, spec.relpath)
       _set_lock(workdir, None)
-      if proc.returncode == 0 and is_finished(workdir):
-        status['done'].append(spec.relpath)
-        with open(os.path.join(workdir, RESULTS_FILE)) as f:
-          acc = json.load(f).get('accuracy_mean', float('nan'))
-        log(f'done  {spec.relpath} in {time.time() - t0:.0f} s: accuracy {100 * acc:.2f} %')
-      else:
-        status['failed'].append(spec.relpath)
-        with open(os.path.join(workdir, LOG_FILE)) as f:
-          tail = f.read()[-4000:]
-        with open(os.path.join(workdir, ERROR_FILE), 'w') as f:
-          f.write(tail)
-        log(f'FAIL  {spec.relpath} (exit {proc.returncode}); see {workdir}/{ERROR_FILE}')
+      end_worker(spec.relpath, workdir, proc, t0, status, log)
   return status
-
-
-if __name__ == '__main__':
-  _main_one(sys.argv[1:])
 
 
 def select_runs(grid: str, *, seeds=None, sets=(), tasks=None, methods=None, shots=None,
@@ -327,3 +346,7 @@ def parse_overrides(items) -> dict:
       raise ValueError(f'--set {item!r}: use field=value.')
     overrides[key] = parse_value(value)
   return overrides
+
+
+if __name__ == '__main__':
+  _main_one(sys.argv[1:])
