@@ -101,7 +101,6 @@ def main(argv):
   if _PRINT_CONFIG.value:
     print(_CONFIG.value)
     return
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')   # TensorFlow's start-up INFO lines
   workdir = _workdir()
   config = _config(workdir)
   # Before JAX starts its backend (nothing so far has computed anything): XLA reads XLA_FLAGS once.

@@ -10,12 +10,13 @@ writes logs and metrics.jsonl only (`HAVE_TENSORFLOW`).
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 import types
 
-# clu's writers import TensorFlow, whose C++ start-up lines (oneDNN notices) would greet every run.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+from meta_align_jax import tf_env
+
+# clu's writers import TensorFlow: its settings go in first (tf_env.py).
+tf_env.set_defaults()
 
 
 def _have_tensorflow() -> bool:

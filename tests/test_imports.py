@@ -138,7 +138,7 @@ def test_no_module_imports_one_that_imports_it_back(graph):
 
 def test_data_imports_nothing_outside_data_and_io(graph):
   allowed = lambda m: (m in ('meta_align_jax.io', 'meta_align_jax.modalities',
-                                  'meta_align_jax.lowres')
+                                  'meta_align_jax.lowres', 'meta_align_jax.tf_env')
                        or m.startswith('meta_align_jax.data'))
   bad = {m: sorted(t for t in targets if not allowed(t))
          for m, targets in graph.items() if m.startswith('meta_align_jax.data')}
@@ -151,6 +151,7 @@ def test_io_and_the_lab_stay_apart(graph):
   assert graph['meta_align_jax.io'] == set(), 'io.py imports nothing of the package'
   assert graph['meta_align_jax.modalities'] == set()
   assert graph['meta_align_jax.lowres'] == set()
+  assert graph['meta_align_jax.tf_env'] == set()
   lab_users = sorted(m for m, targets in graph.items() if not m.startswith('meta_align_jax.lab')
                      and any(t.startswith('meta_align_jax.lab') for t in targets))
   assert not lab_users, f'Only the lab imports the lab: {lab_users}'
@@ -183,3 +184,18 @@ def test_core_imports_without_tensorflow_tfds_or_librosa(graph):
                         env=dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu'), timeout=300)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
   assert 'IMPORTED []' in proc.stdout
+
+
+def test_tensorflow_gets_its_settings_whichever_part_imports_it_first():
+  """The training loop imports TensorFlow through clu before the data package does: the settings
+  of tf_env.py (oneDNN re-association off, for bit-reproducible data) must already hold then."""
+  code = ('import os, sys\n'
+          'from meta_align_jax import train\n'
+          'assert "tensorflow" in sys.modules, "clu no longer imports TensorFlow: test moot"\n'
+          'print(os.environ["TF_ENABLE_ONEDNN_OPTS"])\n')
+  env = {k: v for k, v in os.environ.items() if not k.startswith('TF_')}
+  env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env,
+                       cwd=REPO, check=True)
+  assert out.stdout.split() == ['0']
+  assert 'oneDNN custom operations are on' not in out.stderr

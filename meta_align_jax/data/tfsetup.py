@@ -1,7 +1,7 @@
 """TensorFlow and TFDS, imported quietly and configured for input pipelines only.
 
 Only `meta_align_jax.data` imports TensorFlow. TF reads its C++ logging settings when it is
-imported, so they are set (as defaults the user can override) before the import: warnings and
+imported, so they are set (as defaults the user can override, `meta_align_jax/tf_env.py`) before the import: warnings and
 above only, and oneDNN's float re-association off so that image resizing is bit-reproducible
 (and its start-up notice is not printed). `configure()` hides accelerators from TF (JAX owns
 them) and turns TFDS progress bars off; it runs once, on first use, not at import.
@@ -10,10 +10,10 @@ them) and turns TFDS progress bars off; it runs once, on first use, not at impor
 from __future__ import annotations
 
 import functools
-import os
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+from meta_align_jax import tf_env
+
+tf_env.set_defaults()   # the same settings whichever of data/ and clu imports TensorFlow first
 
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
