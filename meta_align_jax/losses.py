@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from meta_align_jax.registry import Registry, decorator
+from meta_align_jax.registry import Registry
 
 
 def _valid(labels):
@@ -102,7 +102,7 @@ def info_nce_loss(source_emb, target_emb, valid=None, temperature: float = 0.1):
 # num_classes, margin, temperature, target_labels)` and returns a scalar; a new one is a function
 # and its `@register_loss(name)`.
 ALIGN_LOSSES = Registry('alignment loss', 'config.align.loss')
-register_loss = decorator(ALIGN_LOSSES)
+register_loss = ALIGN_LOSSES.register   # @register_loss(name): a new alignment loss
 
 
 @register_loss('proto_triplet')

@@ -1,14 +1,14 @@
-"""One small registry for every extension point: encoders, losses, learners.
+"""One small registry for every extension point: encoders, losses, learners, datasets.
 
 A registry maps config names to objects; `register` is a decorator (or a plain call), and a lookup
 of an unknown name raises a ValueError that names the config field and lists the known names.
 Validation asks the registries for the valid names, so a new learner or loss is one function and
-its decorator.
+its decorator. Imports nothing (the data package uses it too).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 
 class Registry:
@@ -40,8 +40,8 @@ class Registry:
   def check(self, name: str, field: str | None = None) -> None:
     self.get(name, field)
 
-  def names(self) -> tuple[str, ...]:
-    return tuple(sorted(self._items))
+  def names(self) -> list[str]:
+    return sorted(self._items)
 
   def __contains__(self, name) -> bool:
     return name in self._items
@@ -60,11 +60,3 @@ class Registry:
 
   def __len__(self) -> int:
     return len(self._items)
-
-
-def decorator(registry: Registry) -> Callable:
-  """`register_x(name)` decorators for a registry, e.g. `register_loss = decorator(LOSSES)`."""
-  def register(name: str, obj: Any = None, *, overwrite: bool = False):
-    return registry.register(name, obj, overwrite=overwrite)
-  register.__doc__ = f'Registers a {registry.kind} under `name` ({registry.field}).'
-  return register
