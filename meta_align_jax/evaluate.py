@@ -4,10 +4,10 @@ Evaluators are small objects in a registry keyed by name (`EVALUATORS`, `registe
 when a config asks for it (`enabled`), and `evaluator_names` asks the registry. Each is built
 once from `(config, model, data, split=..., workdir=..., jit_cache=...)`, which loads its fixed
 data and compiles nothing yet, and is then called with parameters, returning named metrics.
-Evaluators given the same `jit_cache` dict share their jitted functions, so meta-validation and
-meta-test episodes of one shape compile once (an unrolled evaluation step can take minutes to
-compile on CPU). Adding an evaluator is one class and its `@register(name, enabled=...)`; it
-touches neither the training loop nor `evaluate`.
+Evaluators given the same `jit_cache` dict share their jitted functions (and loaded episodes),
+so meta-validation and meta-test episodes of one shape compile once (an unrolled evaluation step
+can take minutes to compile on CPU). Adding an evaluator is one class and its
+`@register(name, enabled=...)`; it touches neither the training loop nor `evaluate`.
 
 - `few_shot`: target-modality N-way K-shot tasks on the held-out classes of a split, from the
   fixed episode list `data.make_eval_episodes`. Each episode is adapted on its support by
@@ -129,21 +129,28 @@ def mean_ci95(values) -> tuple[float, float]:
 
 @register('few_shot')
 class FewShotEvaluator:
-  """Accuracy on a fixed list of target few-shot episodes of `split`'s classes."""
+  """Accuracy on a fixed list of target few-shot episodes of `split`'s classes.
+
+  Its eval step is `jit_cache[step_key]`; its episodes are cached in `jit_cache` too (by split,
+  count and workdir), so evaluators of the same episodes (`few_shot_other`) load them once.
+  """
 
   def __init__(self, config, model, data, *, split: str, workdir: str | None = None,
-               num_episodes: int | None = None, jit_cache: dict | None = None):
+               num_episodes: int | None = None, jit_cache: dict | None = None,
+               step_key: str = 'eval_step/target'):
     self.split = split
+    jit_cache = {} if jit_cache is None else jit_cache
     num_episodes = int(num_episodes or config.eval.num_episodes)
-    episodes = _episode_arrays(data.make_eval_episodes(config, split, num_episodes=num_episodes,
-                                                       workdir=workdir))
+    episodes = _cached(jit_cache, f'episodes/{split}/{num_episodes}/{workdir}',
+                       lambda: _episode_arrays(data.make_eval_episodes(
+                           config, split, num_episodes=num_episodes, workdir=workdir)))
     self.num_episodes = episodes['query']['y'].shape[0]
     if self.num_episodes != num_episodes:
       raise ValueError(f'The data pipeline gave {self.num_episodes} {split!r} episodes; '
                        f'{num_episodes} were asked for.')
     self._episodes = episodes
     self._chunk = min(int(config.eval.batch_episodes), self.num_episodes)
-    self._eval_step = _cached({} if jit_cache is None else jit_cache, 'eval_step/target',
+    self._eval_step = _cached(jit_cache, step_key,
                               lambda: train_step_lib.make_eval_step(config, model, side='target'))
 
   def episode_accuracies(self, params) -> np.ndarray:
@@ -156,9 +163,12 @@ class FewShotEvaluator:
       outs.append((self._eval_step(params, batch)['accuracy'], min(chunk, n - start)))
     return np.concatenate([np.asarray(acc)[:k] for acc, k in outs])   # one host sync, at the end
 
+  def _score(self, params) -> tuple[np.ndarray, float, float]:
+    accuracies = np.asarray(self.episode_accuracies(params), np.float32)
+    return (accuracies, *mean_ci95(accuracies))
+
   def __call__(self, params) -> dict:
-    self.last_episode_accuracies = np.asarray(self.episode_accuracies(params), np.float32)
-    mean, ci95 = mean_ci95(self.last_episode_accuracies)
+    self.last_episode_accuracies, mean, ci95 = self._score(params)
     return {'accuracy_mean': mean, 'accuracy_ci95': ci95, 'num_episodes': self.num_episodes}
 
 
@@ -179,15 +189,11 @@ class OtherProtocolEvaluator(FewShotEvaluator):
     self.method = OTHER_METHOD[config.eval.method]
     other = config.copy_and_resolve_references()
     other.eval.method = self.method
-    jit_cache = {} if jit_cache is None else jit_cache
-    jit_cache.setdefault(f'eval_step/target/{self.method}',
-                         train_step_lib.make_eval_step(other, model, side='target'))
-    super().__init__(other, model, data, split=split, workdir=workdir,
-                     jit_cache={'eval_step/target': jit_cache[f'eval_step/target/{self.method}']})
+    super().__init__(other, model, data, split=split, workdir=workdir, jit_cache=jit_cache,
+                     step_key=f'eval_step/target/{self.method}')
 
   def __call__(self, params) -> dict:
-    self.other_episode_accuracies = np.asarray(self.episode_accuracies(params), np.float32)
-    mean, ci95 = mean_ci95(self.other_episode_accuracies)
+    self.other_episode_accuracies, mean, ci95 = self._score(params)
     return {f'accuracy_{self.method}_mean': mean, f'accuracy_{self.method}_ci95': ci95}
 
 
