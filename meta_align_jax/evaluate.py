@@ -127,6 +127,22 @@ def mean_ci95(values) -> tuple[float, float]:
   return float(values.mean()), float(1.96 * values.std() / np.sqrt(values.size))
 
 
+def episode_accuracies(step, params, episodes, chunk: int) -> np.ndarray:
+  """The accuracy of every episode of `episodes` (`_episode_arrays`) under the eval step `step`.
+
+  `chunk` episodes go through one compiled call; the last chunk wraps around (repeated episodes,
+  dropped from the result) so that one shape compiles. One host sync, at the end.
+  """
+  n = episodes['query']['y'].shape[0]
+  params = _on_one_device(params)
+  outs = []
+  for start in range(0, n, chunk):
+    idx = np.arange(start, start + chunk) % n   # the last chunk wraps around: one shape
+    batch = jax.tree.map(lambda a, idx=idx: a[idx], episodes)
+    outs.append((step(params, batch)['accuracy'], min(chunk, n - start)))
+  return np.concatenate([np.asarray(acc)[:k] for acc, k in outs])   # one host sync, at the end
+
+
 @register('few_shot')
 class FewShotEvaluator:
   """Accuracy on a fixed list of target few-shot episodes of `split`'s classes.
@@ -154,14 +170,7 @@ class FewShotEvaluator:
                               lambda: train_step_lib.make_eval_step(config, model, side='target'))
 
   def episode_accuracies(self, params) -> np.ndarray:
-    n, chunk = self.num_episodes, self._chunk
-    params = _on_one_device(params)
-    outs = []
-    for start in range(0, n, chunk):
-      idx = np.arange(start, start + chunk) % n   # the last chunk wraps around: one shape
-      batch = jax.tree.map(lambda a, idx=idx: a[idx], self._episodes)
-      outs.append((self._eval_step(params, batch)['accuracy'], min(chunk, n - start)))
-    return np.concatenate([np.asarray(acc)[:k] for acc, k in outs])   # one host sync, at the end
+    return episode_accuracies(self._eval_step, params, self._episodes, self._chunk)
 
   def _score(self, params) -> tuple[np.ndarray, float, float]:
     accuracies = np.asarray(self.episode_accuracies(params), np.float32)
@@ -241,6 +250,19 @@ def _embed_all(embed, params, x: np.ndarray) -> np.ndarray:
   return np.concatenate([np.asarray(z)[:k] for z, k in outs])
 
 
+def embed_fns(model, jit_cache: dict | None = None) -> dict:
+  """`{side: jitted model.embed}` for both sides, shared through `jit_cache` ('embed/<side>')."""
+  jit_cache = {} if jit_cache is None else jit_cache
+  make = lambda side: lambda: jax.jit(functools.partial(model.embed, side=side))
+  return {side: _cached(jit_cache, f'embed/{side}', make(side)) for side in ('source', 'target')}
+
+
+def embeddings(embed: dict, params, xs: dict) -> dict:
+  """`{side: Z of xs[side]}` with the jitted `embed[side]` (`embed_fns`), on one device."""
+  params = _on_one_device(params)
+  return {side: _embed_all(embed[side], params, x) for side, x in xs.items()}
+
+
 @register('retrieval', enabled=lambda config: bool(config.eval.retrieval))
 class RetrievalEvaluator:
   """Cross-modal retrieval R@1/5/10 and median rank on `split`'s classes, both directions."""
@@ -253,14 +275,10 @@ class RetrievalEvaluator:
     self._x = {'source': np.asarray(rs['source_x']), 'target': np.asarray(rs['target_x'])}
     self._y = {'source': np.asarray(rs.get('source_y', rs['y'])),
                'target': np.asarray(rs.get('target_y', rs['y']))}
-    jit_cache = {} if jit_cache is None else jit_cache
-    embed = lambda side: lambda: jax.jit(functools.partial(model.embed, side=side))
-    self._embed = {side: _cached(jit_cache, f'embed/{side}', embed(side))
-                   for side in ('source', 'target')}
+    self._embed = embed_fns(model, jit_cache)
 
   def __call__(self, params) -> dict:
-    params = _on_one_device(params)
-    z = {side: _embed_all(self._embed[side], params, self._x[side]) for side in self._x}
+    z = embeddings(self._embed, params, self._x)
     return {'retrieval': {
         'source_to_target': retrieval_metrics(z['source'], z['target'], self._y['source'],
                                               self._y['target']),
