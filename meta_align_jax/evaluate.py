@@ -364,8 +364,8 @@ def evaluate(config, workdir: str, *, checkpoint='best', data=None, evaluators=N
   results = {
       'split': split, 'checkpoint': str(checkpoint), 'checkpoint_step': step,
       # None when there is no source (single-modality few-shot learning, config.task.modalities).
-      'source_modality': (config.source.modality if 'source' in tuple(config.task.get(
-          'modalities', ('source', 'target'))) else None),
+      'source_modality': (config.source.modality if 'source' in registry.sides(config)
+                          else None),
       'target_modality': config.target.modality,
       'ways': e.ways, 'shots': e.shots, 'queries': e.queries, 'method': e.method,
   }
