@@ -58,9 +58,9 @@ def check(config) -> None:
           raise ValueError(f'config.augment.{name}={a[name]} is not smaller than the {shape[0]} '
                            f'frames of config.{side}.input_shape={shape}.')
   if a.get('rotation_classes', False):
-    side = 'target' if tuple(config.task.get('modalities', ('source', 'target'))) == (
-        'target',) else None
-    shapes = [tuple(config[s].input_shape) for s in ((side,) if side else ('source', 'target'))
+    # (imported here, as in validation.check_modalities: no import cycle at module load)
+    from meta_align_jax.models import registry  # pylint: disable=g-import-not-at-top
+    shapes = [tuple(config[s].input_shape) for s in registry.sides(config)
               if config[s].modality == 'image']
     if not shapes or any(len(s) != 3 or s[0] != s[1] for s in shapes):
       raise ValueError('config.augment.rotation_classes=True rotates square images [H, H, C]; '

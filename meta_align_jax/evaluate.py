@@ -4,10 +4,10 @@ Evaluators are small objects in a registry keyed by name (`EVALUATORS`, `registe
 when a config asks for it (`enabled`), and `evaluator_names` asks the registry. Each is built
 once from `(config, model, data, split=..., workdir=..., jit_cache=...)`, which loads its fixed
 data and compiles nothing yet, and is then called with parameters, returning named metrics.
-Evaluators given the same `jit_cache` dict share their jitted functions, so meta-validation and
-meta-test episodes of one shape compile once (an unrolled evaluation step can take minutes to
-compile on CPU). Adding an evaluator is one class and its `@register(name, enabled=...)`; it
-touches neither the training loop nor `evaluate`.
+Evaluators given the same `jit_cache` dict share their jitted functions (and loaded episodes),
+so meta-validation and meta-test episodes of one shape compile once (an unrolled evaluation step
+can take minutes to compile on CPU). Adding an evaluator is one class and its
+`@register(name, enabled=...)`; it touches neither the training loop nor `evaluate`.
 
 - `few_shot`: target-modality N-way K-shot tasks on the held-out classes of a split, from the
   fixed episode list `data.make_eval_episodes`. Each episode is adapted on its support by
@@ -127,38 +127,57 @@ def mean_ci95(values) -> tuple[float, float]:
   return float(values.mean()), float(1.96 * values.std() / np.sqrt(values.size))
 
 
+def episode_accuracies(step, params, episodes, chunk: int) -> np.ndarray:
+  """The accuracy of every episode of `episodes` (`_episode_arrays`) under the eval step `step`.
+
+  `chunk` episodes go through one compiled call; the last chunk wraps around (repeated episodes,
+  dropped from the result) so that one shape compiles. One host sync, at the end.
+  """
+  n = episodes['query']['y'].shape[0]
+  params = _on_one_device(params)
+  outs = []
+  for start in range(0, n, chunk):
+    idx = np.arange(start, start + chunk) % n   # the last chunk wraps around: one shape
+    batch = jax.tree.map(lambda a, idx=idx: a[idx], episodes)
+    outs.append((step(params, batch)['accuracy'], min(chunk, n - start)))
+  return np.concatenate([np.asarray(acc)[:k] for acc, k in outs])   # one host sync, at the end
+
+
 @register('few_shot')
 class FewShotEvaluator:
-  """Accuracy on a fixed list of target few-shot episodes of `split`'s classes."""
+  """Accuracy on a fixed list of target few-shot episodes of `split`'s classes.
+
+  Its eval step is `jit_cache[step_key]`; its episodes are cached in `jit_cache` too (by split,
+  count and workdir), so evaluators of the same episodes (`few_shot_other`) load them once.
+  """
 
   def __init__(self, config, model, data, *, split: str, workdir: str | None = None,
-               num_episodes: int | None = None, jit_cache: dict | None = None):
+               num_episodes: int | None = None, jit_cache: dict | None = None,
+               step_key: str = 'eval_step/target'):
     self.split = split
+    jit_cache = {} if jit_cache is None else jit_cache
     num_episodes = int(num_episodes or config.eval.num_episodes)
-    episodes = _episode_arrays(data.make_eval_episodes(config, split, num_episodes=num_episodes,
-                                                       workdir=workdir))
+    episodes = _cached(jit_cache, f'episodes/{split}/{num_episodes}/{workdir}',
+                       lambda: _episode_arrays(data.make_eval_episodes(
+                           config, split, num_episodes=num_episodes, workdir=workdir)))
     self.num_episodes = episodes['query']['y'].shape[0]
     if self.num_episodes != num_episodes:
       raise ValueError(f'The data pipeline gave {self.num_episodes} {split!r} episodes; '
                        f'{num_episodes} were asked for.')
     self._episodes = episodes
     self._chunk = min(int(config.eval.batch_episodes), self.num_episodes)
-    self._eval_step = _cached({} if jit_cache is None else jit_cache, 'eval_step/target',
+    self._eval_step = _cached(jit_cache, step_key,
                               lambda: train_step_lib.make_eval_step(config, model, side='target'))
 
   def episode_accuracies(self, params) -> np.ndarray:
-    n, chunk = self.num_episodes, self._chunk
-    params = _on_one_device(params)
-    outs = []
-    for start in range(0, n, chunk):
-      idx = np.arange(start, start + chunk) % n   # the last chunk wraps around: one shape
-      batch = jax.tree.map(lambda a, idx=idx: a[idx], self._episodes)
-      outs.append((self._eval_step(params, batch)['accuracy'], min(chunk, n - start)))
-    return np.concatenate([np.asarray(acc)[:k] for acc, k in outs])   # one host sync, at the end
+    return episode_accuracies(self._eval_step, params, self._episodes, self._chunk)
+
+  def _score(self, params) -> tuple[np.ndarray, float, float]:
+    accuracies = np.asarray(self.episode_accuracies(params), np.float32)
+    return (accuracies, *mean_ci95(accuracies))
 
   def __call__(self, params) -> dict:
-    self.last_episode_accuracies = np.asarray(self.episode_accuracies(params), np.float32)
-    mean, ci95 = mean_ci95(self.last_episode_accuracies)
+    self.last_episode_accuracies, mean, ci95 = self._score(params)
     return {'accuracy_mean': mean, 'accuracy_ci95': ci95, 'num_episodes': self.num_episodes}
 
 
@@ -179,15 +198,11 @@ class OtherProtocolEvaluator(FewShotEvaluator):
     self.method = OTHER_METHOD[config.eval.method]
     other = config.copy_and_resolve_references()
     other.eval.method = self.method
-    jit_cache = {} if jit_cache is None else jit_cache
-    jit_cache.setdefault(f'eval_step/target/{self.method}',
-                         train_step_lib.make_eval_step(other, model, side='target'))
-    super().__init__(other, model, data, split=split, workdir=workdir,
-                     jit_cache={'eval_step/target': jit_cache[f'eval_step/target/{self.method}']})
+    super().__init__(other, model, data, split=split, workdir=workdir, jit_cache=jit_cache,
+                     step_key=f'eval_step/target/{self.method}')
 
   def __call__(self, params) -> dict:
-    self.other_episode_accuracies = np.asarray(self.episode_accuracies(params), np.float32)
-    mean, ci95 = mean_ci95(self.other_episode_accuracies)
+    self.other_episode_accuracies, mean, ci95 = self._score(params)
     return {f'accuracy_{self.method}_mean': mean, f'accuracy_{self.method}_ci95': ci95}
 
 
@@ -235,6 +250,19 @@ def _embed_all(embed, params, x: np.ndarray) -> np.ndarray:
   return np.concatenate([np.asarray(z)[:k] for z, k in outs])
 
 
+def embed_fns(model, jit_cache: dict | None = None) -> dict:
+  """`{side: jitted model.embed}` for both sides, shared through `jit_cache` ('embed/<side>')."""
+  jit_cache = {} if jit_cache is None else jit_cache
+  make = lambda side: lambda: jax.jit(functools.partial(model.embed, side=side))
+  return {side: _cached(jit_cache, f'embed/{side}', make(side)) for side in ('source', 'target')}
+
+
+def embeddings(embed: dict, params, xs: dict) -> dict:
+  """`{side: Z of xs[side]}` with the jitted `embed[side]` (`embed_fns`), on one device."""
+  params = _on_one_device(params)
+  return {side: _embed_all(embed[side], params, x) for side, x in xs.items()}
+
+
 @register('retrieval', enabled=lambda config: bool(config.eval.retrieval))
 class RetrievalEvaluator:
   """Cross-modal retrieval R@1/5/10 and median rank on `split`'s classes, both directions."""
@@ -247,14 +275,10 @@ class RetrievalEvaluator:
     self._x = {'source': np.asarray(rs['source_x']), 'target': np.asarray(rs['target_x'])}
     self._y = {'source': np.asarray(rs.get('source_y', rs['y'])),
                'target': np.asarray(rs.get('target_y', rs['y']))}
-    jit_cache = {} if jit_cache is None else jit_cache
-    embed = lambda side: lambda: jax.jit(functools.partial(model.embed, side=side))
-    self._embed = {side: _cached(jit_cache, f'embed/{side}', embed(side))
-                   for side in ('source', 'target')}
+    self._embed = embed_fns(model, jit_cache)
 
   def __call__(self, params) -> dict:
-    params = _on_one_device(params)
-    z = {side: _embed_all(self._embed[side], params, self._x[side]) for side in self._x}
+    z = embeddings(self._embed, params, self._x)
     return {'retrieval': {
         'source_to_target': retrieval_metrics(z['source'], z['target'], self._y['source'],
                                               self._y['target']),
@@ -340,8 +364,8 @@ def evaluate(config, workdir: str, *, checkpoint='best', data=None, evaluators=N
   results = {
       'split': split, 'checkpoint': str(checkpoint), 'checkpoint_step': step,
       # None when there is no source (single-modality few-shot learning, config.task.modalities).
-      'source_modality': (config.source.modality if 'source' in tuple(config.task.get(
-          'modalities', ('source', 'target'))) else None),
+      'source_modality': (config.source.modality if 'source' in registry.sides(config)
+                          else None),
       'target_modality': config.target.modality,
       'ways': e.ways, 'shots': e.shots, 'queries': e.queries, 'method': e.method,
   }

@@ -14,7 +14,6 @@ which holds no target label (`tests/test_lowres.py` hands in data whose target l
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 
@@ -42,8 +41,7 @@ class SourceValSelector:
 
   def __init__(self, config, model, data, jit_cache):
     sel = data.make_selection_data(config)['source_val']
-    self._episodes = {p: {k: np.asarray(sel[p][k]) for k in ('x', 'y')}
-                      for p in ('support', 'query')}
+    self._episodes = evaluate_lib._episode_arrays(sel)  # pylint: disable=protected-access
     self.num_episodes = len(self._episodes['query']['y'])
     self._chunk = min(int(config.eval.batch_episodes), self.num_episodes)
     self._step = evaluate_lib._cached(  # pylint: disable=protected-access
@@ -51,13 +49,8 @@ class SourceValSelector:
         lambda: train_step_lib.make_eval_step(config, model, side='source'))
 
   def __call__(self, params) -> dict:
-    params = jax.device_put(params, jax.local_devices()[0])
-    n, chunk, outs = self.num_episodes, self._chunk, []
-    for start in range(0, n, chunk):
-      idx = np.arange(start, start + chunk) % n
-      batch = jax.tree.map(lambda a, idx=idx: a[idx], self._episodes)
-      outs.append(np.asarray(self._step(params, batch)['accuracy'])[:min(chunk, n - start)])
-    mean, ci95 = evaluate_lib.mean_ci95(np.concatenate(outs))
+    accuracies = evaluate_lib.episode_accuracies(self._step, params, self._episodes, self._chunk)
+    mean, ci95 = evaluate_lib.mean_ci95(accuracies)
     return {'selection_score': mean, 'source_accuracy_mean': mean, 'source_accuracy_ci95': ci95}
 
 
@@ -74,14 +67,10 @@ class AlignValSelector:
     sel = data.make_selection_data(config)['align_val']
     self._x = {'source': np.asarray(sel['source_x']), 'target': np.asarray(sel['target_x'])}
     self._temperature = float(config.align.temperature)
-    embed = lambda side: lambda: jax.jit(functools.partial(model.embed, side=side))
-    self._embed = {s: evaluate_lib._cached(jit_cache, f'embed/{s}', embed(s))  # pylint: disable=protected-access
-                   for s in ('source', 'target')}
+    self._embed = evaluate_lib.embed_fns(model, jit_cache)
 
   def __call__(self, params) -> dict:
-    params = jax.device_put(params, jax.local_devices()[0])
-    z = {s: evaluate_lib._embed_all(self._embed[s], params, self._x[s])  # pylint: disable=protected-access
-         for s in self._x}
+    z = evaluate_lib.embeddings(self._embed, params, self._x)
     loss = pair_infonce(z['source'], z['target'], self._temperature)
     return {'selection_score': -loss, 'align_val_infonce': loss}
 

@@ -217,7 +217,7 @@ def _log_setup(config, model, params, workdir) -> None:
   ex = execution_lib.of(config, model)
   logging.info('Process %d of %d; local devices: %s; parallel: %s; task batching, inner loop: %s',
                jax.process_index(), jax.process_count(), jax.local_devices(),
-               parallel.resolve_parallel(config), (ex.task_batching, ex.inner_loop))
+               ex.parallel, (ex.task_batching, ex.inner_loop))
   path = os.path.join(workdir, PARAMETERS_FILE)
   if jax.process_index() == 0:
     checkpoint_lib.write_atomic(path, parameter_overview.get_parameter_overview(params) + '\n')
@@ -321,9 +321,9 @@ def _loop(config, model, state, train_iter, manager, writer, val, write_config,
   t = config.train
   num_steps, start = int(t.num_steps), int(state.step)
   step_fn = train_step_lib.make_train_step(config, model)
-  pmapped = parallel.resolve_parallel(config) == 'pmap'
-  state = train_step_lib.replicate(state) if pmapped else jax.device_put(state)
-  unreplicated = train_step_lib.unreplicate if pmapped else (lambda x: x)
+  pmapped = execution_lib.of(config, model).pmapped
+  state = parallel.replicate(state) if pmapped else jax.device_put(state)
+  unreplicated = parallel.unreplicate if pmapped else (lambda x: x)
   rng = jax.random.key(config.seed + 1)   # folded with the step (and device) in the core step
   window = MetricWindow()
   # Progress is reported right after the metrics are fetched at log steps: before that the loop

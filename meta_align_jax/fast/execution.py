@@ -45,9 +45,7 @@ def check(config) -> None:
                      'or unroll.')
   if e.inner_loop not in INNER_LOOPS:
     raise ValueError(f'config.execution.inner_loop={e.inner_loop!r}: use auto, scan or unroll.')
-  conv = e.get('conv', DEFAULT_CONV)
-  if conv not in CONV_IMPLS:
-    raise ValueError(f'config.execution.conv={conv!r}: use one of {CONV_IMPLS}.')
+  _check_conv(e.get('conv', DEFAULT_CONV))
   _positive(e.get('rnn_unroll', 1), 'config.execution.rnn_unroll')
   _positive(e.get('inner_unroll', 1), 'config.execution.inner_unroll')
   if not isinstance(e.get('inner_peel', True), bool):
@@ -58,14 +56,23 @@ def check(config) -> None:
                      f'{SIDES}.')
 
 
+def _check_conv(impl: str) -> None:
+  if impl not in CONV_IMPLS:
+    raise ValueError(f'config.execution.conv={impl!r}: use one of {CONV_IMPLS}.')
+
+
 def resolve_conv(impl: str, task_batching: str, side: str, map_encoders: Sequence[str],
                  backend: str | None = None) -> str:
   """`config.execution.conv` for one side. `auto`: where per-task weights are vmapped on an
   accelerator (grouped convolutions otherwise), the Pallas implicit GEMM on GPUs
   (fast/pallas_conv.py; the convolutions it does not cover go to patches) and patches on other
   accelerators; XLA's convolution elsewhere."""
-  if impl not in CONV_IMPLS:
-    raise ValueError(f'config.execution.conv={impl!r}: use one of {CONV_IMPLS}.')
+  _check_conv(impl)
+  return _resolve_conv(impl, task_batching, side, map_encoders, backend)
+
+
+def _resolve_conv(impl, task_batching, side, map_encoders, backend=None) -> str:
+  """`resolve_conv` of an `impl` already checked (`check`)."""
   backend = backend or jax.default_backend()
   if impl == 'pallas' and backend == 'cpu':
     raise ValueError(
@@ -156,7 +163,7 @@ def resolve(config, backend: str | None = None) -> Execution:
     il = 'unroll' if backend == 'cpu' else 'scan'
   mode = parallel.resolve_parallel(config)
   map_encoders = tuple(e.get('map_encoders', ()))
-  conv = tuple((side, resolve_conv(e.get('conv', DEFAULT_CONV), tb, side, map_encoders, backend))
+  conv = tuple((side, _resolve_conv(e.get('conv', DEFAULT_CONV), tb, side, map_encoders, backend))
                for side in SIDES)
   return Execution(
       parallel=mode, task_batching=tb, inner_loop=il, map_batch_size=int(e.map_batch_size),

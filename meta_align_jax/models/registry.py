@@ -197,11 +197,10 @@ class MetaAlignModel:
                        "single-modality few-shot learning): embed target inputs with "
                        "side='target'.")
     p = {k: params[k] for k in ((side, 'shared') if self.shared is not None else (side,))}
+    fn = mapped.side_fn(self, side)
     if side in self.execution.map_encoders:   # speed only: task by task under vmap
-      return mapped.mapped(mapped.side_fn(self, side))(p, x)
-    tower = self.source if side == 'source' else self.target
-    h = tower.apply({'params': p[side]}, x)
-    return h if self.shared is None else self.shared.apply({'params': p['shared']}, h)
+      return mapped.mapped(fn)(p, x)
+    return fn(p, x)
 
   def logits(self, params: dict, z, head: str = 'head'):
     module = self.head if head == 'head' else self.global_head
