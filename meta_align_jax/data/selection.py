@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from meta_align_jax import io
 from meta_align_jax.data import checks
 from meta_align_jax.data import lowres as lowres_data
 from meta_align_jax.data import sampling
@@ -72,16 +73,8 @@ def selection_indices(config, sources: Sources | None = None, *,
 
 def gather_selection(indices: dict, source_x, target_x) -> dict:
   """The selection data with inputs: {'source_val': {'support': {'x','y'}, 'query': {...}}} and/or
-  {'align_val': {'source_x', 'target_x'}}."""
-  out = {}
-  if 'source_val.support_idx' in indices:
-    out['source_val'] = {part: {'x': source_x[indices[f'source_val.{part}_idx']],
-                                'y': indices[f'source_val.{part}_y']}
-                         for part in ('support', 'query')}
-  if 'align_val.source_idx' in indices:
-    out['align_val'] = {'source_x': source_x[indices['align_val.source_idx']],
-                        'target_x': target_x[indices['align_val.target_idx']]}
-  return out
+  {'align_val': {'source_x', 'target_x'}} (`io.gather_selection`, shared with exported bundles)."""
+  return io.gather_selection(indices, {'source': source_x, 'target': target_x}.__getitem__)
 
 
 def make_selection_data(config, *, sources: Sources | None = None) -> dict:
