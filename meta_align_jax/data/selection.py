@@ -17,17 +17,13 @@ from meta_align_jax.data import lowres as lowres_data
 from meta_align_jax.data import sampling
 from meta_align_jax.data import splits as splits_lib
 from meta_align_jax.data import tasks
+from meta_align_jax.data.episodes import class_groups
 from meta_align_jax.data.loading import Sources, load_sources
 from meta_align_jax.data.sampling import ClassTable
 from meta_align_jax.data.tfsetup import configure
 
 STREAM_SOURCE_VAL = 21
 ALIGN_VAL_PER_CLASS = 10     # strong pairs per meta-val class (fewer when a class has fewer)
-
-
-def _groups(m, names):
-  index = {n: i for i, n in enumerate(m.class_names)}
-  return [np.flatnonzero(np.asarray(m.label) == index[n]) for n in names]
 
 
 def selection_indices(config, sources: Sources | None = None, *,
@@ -48,7 +44,7 @@ def selection_indices(config, sources: Sources | None = None, *,
                      f'config.data.split_fractions={tuple(config.data.split_fractions)} has none.')
   out = {}
   if select == 'source_val':
-    table = ClassTable.build(_groups(sources.source, names), names)
+    table = ClassTable.build(class_groups(sources.source, names), names)
     checks.check_few_shot(table, ways=config.eval.ways,
                           per_class=config.eval.shots + config.eval.queries,
                           ways_field='eval.ways',
