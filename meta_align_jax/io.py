@@ -6,6 +6,7 @@ side can import it without pulling in the other.
 
 - The files of a work directory, named once.
 - `write_atomic`, `config_field`: file and config helpers.
+- `gather_selection`: the checkpoint-selection data from its indices (both sides).
 - The exported data bundle's format (`launch/export_data.py` writes it with the data package,
   `meta_align_jax.feeds.exported` reads it without TensorFlow): version, the config fields a
   bundle fixes, the digest of its examples, and the one image conversion both sides use.
@@ -90,6 +91,22 @@ def bundle_fields(config) -> dict:
       'source_val', 'align_val'):
     fields = fields + OPTIONAL_BUNDLE_FIELDS
   return {f: json.loads(json.dumps(config_field(config, f), default=list)) for f in fields}
+
+
+def gather_selection(indices: dict, side_inputs: Callable[[str], np.ndarray]) -> dict:
+  """The checkpoint-selection data with inputs, from its indices (`data/selection.py`):
+  {'source_val': {'support': {'x','y'}, 'query': {...}}} and/or {'align_val': {'source_x',
+  'target_x'}}. `side_inputs('source' | 'target')` gives a side's inputs, asked only when needed."""
+  out = {}
+  if 'source_val.support_idx' in indices:
+    x = side_inputs('source')
+    out['source_val'] = {part: {'x': x[indices[f'source_val.{part}_idx']],
+                                'y': indices[f'source_val.{part}_y']}
+                         for part in ('support', 'query')}
+  if 'align_val.source_idx' in indices:
+    out['align_val'] = {'source_x': side_inputs('source')[indices['align_val.source_idx']],
+                        'target_x': side_inputs('target')[indices['align_val.target_idx']]}
+  return out
 
 
 def examples_digest(examples: dict) -> str:

@@ -178,3 +178,19 @@ def test_missing_data_errors(tfds_config, tmp_path):
     data.load_modality('no_such_dataset', 'audio', tfds_config, side='target')
   with pytest.raises(ValueError, match=r"config.data.target_feature='speech' is not a feature"):
     data.load_modality('meta_align_test_pairs', 'speech', tfds_config, side='target')
+
+
+def test_rotation_classes_are_loaded_once(tfds_config, monkeypatch):
+  tfds_config.augment.rotation_classes = True
+  calls = []
+  rotate = data.augment.rotation_classes
+  monkeypatch.setattr(data.augment, 'rotation_classes', lambda d: calls.append(1) or rotate(d))
+  first = data.load_sources(tfds_config)
+  again = data.load_sources(tfds_config)
+  assert again.source is first.source and again.target is first.target
+  assert again.source.x is first.source.x
+  assert len(calls) == 1                     # the image side only, once
+  plain = data.load_modality('meta_align_test_pairs', 'image', tfds_config)
+  assert first.source.num_examples == 4 * plain.num_examples
+  np.testing.assert_array_equal(first.source.x[1::4], np.rot90(plain.x, 1, axes=(1, 2)))
+  assert first.target is data.load_modality('meta_align_test_pairs', 'audio', tfds_config)

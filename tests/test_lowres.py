@@ -178,3 +178,23 @@ def test_pseudo_labels_label_every_paired_clip_with_its_source_class(sources):
     assert {sources.target.class_names[l] for l in sources.target.label[idx]} == {name}
   with pytest.raises(ValueError, match="pseudo_labels=True .* add 'target'"):
     lowres.check(make_config(lowres__enabled=True, lowres__pseudo_labels=True))
+
+
+def test_pseudo_labels_and_strong_pairs_share_one_pairing(sources, monkeypatch):
+  c = lowres.apply(make_config(lowres__enabled=True, lowres__labelled_classes=3,
+                               lowres__labelled_shots=2, lowres__pairs='strong',
+                               lowres__pseudo_labels=True, lowres__pair_instances=6,
+                               train__select='final', task__meta_on=('target',)))
+  splits = splits_lib.make_splits(c, sources=sources)
+  calls = []
+  pair = episodes.lowres_data.unlabelled_pairs
+  monkeypatch.setattr(episodes.lowres_data, 'unlabelled_pairs',
+                      lambda *a, **k: calls.append(k['what']) or pair(*a, **k))
+  pools = episodes.build_train_pools(c, sources, splits)
+  assert calls == ['lowres.pseudo_labels']
+  src, tgt, groups = pair(sources.source.label, sources.source.example_id,
+                          sources.source.class_names, sorted(splits['train']),
+                          sources.target.example_id, seed=c.seed, per_class=6)
+  np.testing.assert_array_equal(np.asarray(pools.align.pair_source), src)
+  np.testing.assert_array_equal(np.asarray(pools.align.pair_target), tgt)
+  assert pools.align.pairs.names == tuple(sorted(splits['train']))

@@ -10,6 +10,7 @@ import jax
 
 from meta_align_jax import lowres
 from meta_align_jax.data import noise
+from meta_align_jax.data.loading import single_modality
 from meta_align_jax.data.sampling import ClassTable
 
 ALIGN_KINDS = ('weak', 'strong')
@@ -122,8 +123,7 @@ def check_few_shot(table: ClassTable, *, ways: int, per_class: int, ways_field: 
 def check_sources(config, sources) -> None:
   """Injected or loaded modalities must have the per-example shapes the config declares (the
   target's only, in single-modality few-shot learning: there is no source)."""
-  single = tuple(config.task.get('modalities', META_ON)) == ('target',)
-  for side in (('target',) if single else ('source', 'target')):
+  for side in (('target',) if single_modality(config) else ('source', 'target')):
     data = getattr(sources, side)
     want = tuple(int(d) for d in config[side].input_shape)
     if tuple(data.x.shape[1:]) != want:

@@ -75,13 +75,21 @@ def _strong_pairs(source: ModalityData, target: ModalityData, target_groups: lis
   return (np.asarray(pair_source, np.int32), np.asarray(pair_target, np.int32), groups)
 
 
-def _unlabelled_align_pools(config, sources: Sources, names: list[str]) -> tasks.AlignPools:
-  """Strong pairs of every class in `names`, grouped by the source class; the target side is
-  found by example_id and its label is never read (`data/lowres.py`)."""
+def _unlabelled_pairs(config, sources: Sources, names: list[str], what: str = 'alignment'):
   s = sources.source
-  pair_source, pair_target, groups = lowres_data.unlabelled_pairs(
+  return lowres_data.unlabelled_pairs(
       s.label, s.example_id, s.class_names, names, sources.target.example_id, seed=config.seed,
-      per_class=int(config.lowres.get('pair_instances', 0)))
+      per_class=int(config.lowres.get('pair_instances', 0)), what=what)
+
+
+def _unlabelled_align_pools(config, sources: Sources, names: list[str],
+                            pairs=None) -> tasks.AlignPools:
+  """Strong pairs of every class in `names`, grouped by the source class; the target side is
+  found by example_id and its label is never read (`data/lowres.py`). `pairs`: those pairs when
+  already computed (`_unlabelled_pairs` of the same `names`)."""
+  if pairs is None:
+    pairs = _unlabelled_pairs(config, sources, names)
+  pair_source, pair_target, groups = pairs
   table = ClassTable.build(groups, names)
   checks.check_few_shot(table, ways=config.align.ways, per_class=1, ways_field='align.ways',
                         per_class_fields='', what='the meta-train classes of strong pairs')
@@ -154,16 +162,13 @@ def build_train_pools(config, sources: Sources, splits: dict[str, list[str]], *,
                           per_class_fields='config.task.shots + config.task.queries',
                           what=f'the meta-train split of {src_name}')
   target_tasks = target_labels = None
+  pseudo_pairs = None   # the strong pairs of every meta-train class, shared with the alignment
   if meta_on_target and lowres_data.pseudo_labels(config):
     # Target clips labelled through their strong pair: the pair's source class (what a source
     # classifier right on its own training examples gives), plus the labelled set.
     target_classes = sorted(train)
-    s = sources.source
-    pair_source, pair_target, groups = lowres_data.unlabelled_pairs(
-        s.label, s.example_id, s.class_names, target_classes, sources.target.example_id,
-        seed=config.seed, per_class=int(config.lowres.get('pair_instances', 0)),
-        what='lowres.pseudo_labels')
-    del pair_source
+    pseudo_pairs = _unlabelled_pairs(config, sources, target_classes, what='lowres.pseudo_labels')
+    _, pair_target, groups = pseudo_pairs
     target_tasks = ClassTable.build(
         [np.union1d(pair_target[g], subset.get(n, np.zeros([0], np.int32))).astype(np.int32)
          for n, g in zip(target_classes, groups)], target_classes)
@@ -179,7 +184,9 @@ def build_train_pools(config, sources: Sources, splits: dict[str, list[str]], *,
 
   align = None
   if unlabelled:
-    align = _unlabelled_align_pools(config, sources, align_names)
+    align = _unlabelled_align_pools(
+        config, sources, align_names,
+        pairs=pseudo_pairs if pseudo_pairs is not None and target_classes == align_names else None)
   elif config.align.enabled:
     target_groups = [subset[n] for n in align_names]
     what = (f'the alignment classes (config.align.classes={config.align.classes!r}) of '

@@ -149,7 +149,13 @@ def feature_names(name: str, config) -> list[str]:
 @functools.lru_cache(maxsize=8)
 def _load_modality(name: str, feature: str, data_dir: str | None, manual_dir: str | None,
                    side: str, modality: str, input_shape: tuple[int, ...],
-                   vocab_size: int | None) -> ModalityData:
+                   vocab_size: int | None, rotate: bool = False) -> ModalityData:
+  if rotate:
+    # Rotations as classes (data/augment.py) of image data, computed once and cached like the rest.
+    # (`rotate` passed as load_modality passes it: lru_cache keys on the arguments as written.)
+    data = _load_modality(name, feature, data_dir, manual_dir, side, modality, input_shape,
+                          vocab_size, False)
+    return augment.rotation_classes(data) if modality == 'image' else data
   arrays, class_names = _load_split(name, data_dir, manual_dir)
   if feature not in arrays or feature in ('label', 'example_id'):
     raise ValueError(f'config.data.{side}_feature={feature!r} is not a feature of dataset {name!r}; '
@@ -164,7 +170,8 @@ def _load_modality(name: str, feature: str, data_dir: str | None, manual_dir: st
   return ModalityData(x=x, label=label, class_names=list(class_names), example_id=example_id)
 
 
-def load_modality(dataset: str, feature: str, config, *, side: str | None = None) -> ModalityData:
+def load_modality(dataset: str, feature: str, config, *, side: str | None = None,
+                  rotate: bool = False) -> ModalityData:
   """Loads `dataset`'s `feature` converted to `config.<side>.input_shape`.
 
   Args:
@@ -172,6 +179,7 @@ def load_modality(dataset: str, feature: str, config, *, side: str | None = None
     feature: the feature to read ('image', 'audio', 'speech', 'text').
     config: the experiment config (data dirs, input shapes, modality).
     side: 'source' or 'target'; inferred from `config.data.*_dataset/*_feature` when None.
+    rotate: image data gain their rotations as classes (`augment.rotation_classes`), cached too.
 
   Returns:
     A `ModalityData` whose arrays are read-only and shared with later calls.
@@ -187,7 +195,7 @@ def load_modality(dataset: str, feature: str, config, *, side: str | None = None
   side_cfg = config[side]
   vocab_size = int(config.model.vocab_size) if side_cfg.modality == 'text' else None
   return _load_modality(dataset, feature, data_dir, manual_dir, side, side_cfg.modality,
-                        tuple(int(d) for d in side_cfg.input_shape), vocab_size)
+                        tuple(int(d) for d in side_cfg.input_shape), vocab_size, bool(rotate))
 
 
 def single_modality(config) -> bool:
@@ -202,14 +210,13 @@ def load_sources(config) -> Sources:
   dataset is loaded, and `Sources.source` is the same object as `Sources.target`. With
   `config.augment.rotation_classes` image classes gain their rotations (`data/augment.py`).
   """
+  # The rotations are computed once, in load_modality's cache (passed only when on, so that a
+  # stand-in load_modality without the argument still serves the plain case).
+  rotate = {'rotate': True} if config.get('augment', {}).get('rotation_classes', False) else {}
   target = load_modality(config.data.target_dataset, config.data.target_feature, config,
-                         side='target')
+                         side='target', **rotate)
   source = target if single_modality(config) else load_modality(
-      config.data.source_dataset, config.data.source_feature, config, side='source')
-  if config.get('augment', {}).get('rotation_classes', False):
-    rotate = lambda d, side: augment.rotation_classes(d) if config[side].modality == 'image' else d
-    target = rotate(target, 'target')
-    source = target if single_modality(config) else rotate(source, 'source')
+      config.data.source_dataset, config.data.source_feature, config, side='source', **rotate)
   return Sources(source=source, target=target)
 
 

@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from meta_align_jax import io
 from meta_align_jax.data import checks
 from meta_align_jax.data import lowres as lowres_data
 from meta_align_jax.data import sampling
 from meta_align_jax.data import splits as splits_lib
 from meta_align_jax.data import tasks
+from meta_align_jax.data.episodes import class_groups
 from meta_align_jax.data.loading import Sources, load_sources
 from meta_align_jax.data.sampling import ClassTable
 from meta_align_jax.data.tfsetup import configure
 
 STREAM_SOURCE_VAL = 21
 ALIGN_VAL_PER_CLASS = 10     # strong pairs per meta-val class (fewer when a class has fewer)
-
-
-def _groups(m, names):
-  index = {n: i for i, n in enumerate(m.class_names)}
-  return [np.flatnonzero(np.asarray(m.label) == index[n]) for n in names]
 
 
 def selection_indices(config, sources: Sources | None = None, *,
@@ -47,7 +44,7 @@ def selection_indices(config, sources: Sources | None = None, *,
                      f'config.data.split_fractions={tuple(config.data.split_fractions)} has none.')
   out = {}
   if select == 'source_val':
-    table = ClassTable.build(_groups(sources.source, names), names)
+    table = ClassTable.build(class_groups(sources.source, names), names)
     checks.check_few_shot(table, ways=config.eval.ways,
                           per_class=config.eval.shots + config.eval.queries,
                           ways_field='eval.ways',
@@ -72,16 +69,8 @@ def selection_indices(config, sources: Sources | None = None, *,
 
 def gather_selection(indices: dict, source_x, target_x) -> dict:
   """The selection data with inputs: {'source_val': {'support': {'x','y'}, 'query': {...}}} and/or
-  {'align_val': {'source_x', 'target_x'}}."""
-  out = {}
-  if 'source_val.support_idx' in indices:
-    out['source_val'] = {part: {'x': source_x[indices[f'source_val.{part}_idx']],
-                                'y': indices[f'source_val.{part}_y']}
-                         for part in ('support', 'query')}
-  if 'align_val.source_idx' in indices:
-    out['align_val'] = {'source_x': source_x[indices['align_val.source_idx']],
-                        'target_x': target_x[indices['align_val.target_idx']]}
-  return out
+  {'align_val': {'source_x', 'target_x'}} (`io.gather_selection`, shared with exported bundles)."""
+  return io.gather_selection(indices, {'source': source_x, 'target': target_x}.__getitem__)
 
 
 def make_selection_data(config, *, sources: Sources | None = None) -> dict:

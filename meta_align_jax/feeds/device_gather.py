@@ -62,6 +62,11 @@ def gather_batch(source_x, target_x, index_batch: dict) -> dict:
   return out
 
 
+def input_nbytes(source_x: np.ndarray, target_x: np.ndarray) -> int:
+  """Bytes of the two input arrays, one array counted once (single modality: both are one)."""
+  return int(target_x.nbytes + (0 if source_x is target_x else source_x.nbytes))
+
+
 class DeviceGather:
   """Holds the source and target arrays on the device(s) and gathers index batches there.
 
@@ -76,7 +81,7 @@ class DeviceGather:
     self.pmap = bool(pmap)
     # One modality (config.task.modalities=('target',)): both names point at one array, held once.
     same = source_x is target_x
-    self.nbytes = int(target_x.nbytes + (0 if same else source_x.nbytes))
+    self.nbytes = input_nbytes(source_x, target_x)
     put = replicate if self.pmap else jax.device_put
     target = put(target_x)
     self._arrays = (target if same else put(source_x), target)

@@ -206,13 +206,4 @@ class ExportedData:
     if select in ('source_val', 'align_val') and not any(k.startswith(select) for k in indices):
       raise ValueError(f'{self.path} holds no {select!r} selection data: export it again with '
                        f'config.train.select={select!r}.')
-    out = {}
-    if 'source_val.support_idx' in indices:
-      x = self._side_inputs('source')
-      out['source_val'] = {part: {'x': x[indices[f'source_val.{part}_idx']],
-                                  'y': indices[f'source_val.{part}_y']}
-                           for part in ('support', 'query')}
-    if 'align_val.source_idx' in indices:
-      out['align_val'] = {'source_x': self._side_inputs('source')[indices['align_val.source_idx']],
-                          'target_x': self._side_inputs('target')[indices['align_val.target_idx']]}
-    return out
+    return io.gather_selection(indices, self._side_inputs)

@@ -43,9 +43,8 @@ class Pipeline:
     gather_mode.check_config(config)
     sources = self._sources(config)
     devices = parallel.num_batch_devices(config)
-    same = sources.source.x is sources.target.x   # single-modality: one array (held once)
-    nbytes = sources.target.x.nbytes + (0 if same else sources.source.x.nbytes)
-    mode = gather_mode.resolve(config, nbytes)
+    # (single-modality: one array, held once)
+    mode = gather_mode.resolve(config, device_gather.input_nbytes(sources.source.x, sources.target.x))
     batches = _data().make_train_iterator(config, start_step=start_step, workdir=workdir,
                                           sources=sources, devices=devices,
                                           index_only=mode == 'device')

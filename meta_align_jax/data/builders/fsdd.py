@@ -79,8 +79,9 @@ def _missing(root: pathlib.Path) -> list[str]:
 def front_end(wave: np.ndarray, rate: int, kind: str = 'default') -> np.ndarray:
   """The 'speech' feature of one recording, float32 `[FRAMES, N_MELS]` (see the module doc)."""
   if kind == 'v1':
-    return features.log_mel(wave[:int(np.ceil((SECONDS + 0.25) * rate))], rate, frames=FRAMES,
-                            seconds=SECONDS, n_mels=N_MELS)
+    # The part `_common` reads (SECONDS plus its margin).
+    end = int(np.ceil((SECONDS + _common._READ_MARGIN_S) * rate))
+    return features.log_mel(wave[:end], rate, frames=FRAMES, seconds=SECONDS, n_mels=N_MELS)
   if kind == 'default':
     return features.normalized_log_mel(wave, rate, frames=FRAMES, seconds=SECONDS,
                                        n_mels=N_MELS, fmin=50.0, fmax=min(4000.0, rate / 2))
