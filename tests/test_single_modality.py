@@ -101,7 +101,8 @@ def test_contradictory_settings_refused_before_compiling(field, value, match):
 def test_only_the_target_dataset_is_loaded(monkeypatch):
   loaded = []
   monkeypatch.setattr(loading, 'load_modality',
-                      lambda dataset, feature, config, side=None: loaded.append(side) or _images())
+                      lambda dataset, feature, config, side=None, rotate=False:
+                      loaded.append(side) or _images())
   c = _config(**{'data.source_dataset': 'not_a_dataset'})
   sources = loading.load_sources(c)
   assert loaded == ['target'] and sources.source is sources.target

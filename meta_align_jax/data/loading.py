@@ -210,13 +210,11 @@ def load_sources(config) -> Sources:
   dataset is loaded, and `Sources.source` is the same object as `Sources.target`. With
   `config.augment.rotation_classes` image classes gain their rotations (`data/augment.py`).
   """
-  # The rotations are computed once, in load_modality's cache (passed only when on, so that a
-  # stand-in load_modality without the argument still serves the plain case).
-  rotate = {'rotate': True} if config.get('augment', {}).get('rotation_classes', False) else {}
+  rotate = bool(config.get('augment', {}).get('rotation_classes', False))   # computed once, cached
   target = load_modality(config.data.target_dataset, config.data.target_feature, config,
-                         side='target', **rotate)
+                         side='target', rotate=rotate)
   source = target if single_modality(config) else load_modality(
-      config.data.source_dataset, config.data.source_feature, config, side='source', **rotate)
+      config.data.source_dataset, config.data.source_feature, config, side='source', rotate=rotate)
   return Sources(source=source, target=target)
 
 
